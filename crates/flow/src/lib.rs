@@ -5,10 +5,10 @@
 #![forbid(unsafe_code)]
 
 pub mod filter;
-mod model;
-mod sets;
 #[cfg(test)]
 mod merge_props;
+mod model;
+mod sets;
 pub mod time;
 
 pub use model::*;

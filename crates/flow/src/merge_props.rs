@@ -9,8 +9,16 @@ use crate::model::*;
 
 fn key() -> FlowKey {
     FlowKey {
-        source: Endpoint { kind: EndpointType::Workload, namespace: "shop".into(), name: "cart-*".into() },
-        dest: Endpoint { kind: EndpointType::Workload, namespace: "shop".into(), name: "redis-*".into() },
+        source: Endpoint {
+            kind: EndpointType::Workload,
+            namespace: "shop".into(),
+            name: "cart-*".into(),
+        },
+        dest: Endpoint {
+            kind: EndpointType::Workload,
+            namespace: "shop".into(),
+            name: "redis-*".into(),
+        },
         dest_port: 6379,
         service: ServiceRef::default(),
         proto: "tcp".into(),
@@ -21,31 +29,61 @@ fn key() -> FlowKey {
 }
 
 fn update() -> impl Strategy<Value = Flow> {
-    let labels = proptest::collection::vec(prop_oneof![Just("app=cart"), Just("tier=api"), Just("v=1"), Just("v=2")], 0..4);
+    let labels = proptest::collection::vec(
+        prop_oneof![Just("app=cart"), Just("tier=api"), Just("v=1"), Just("v=2")],
+        0..4,
+    );
     let ips = proptest::collection::vec(0u32..160, 0..70);
-    (0i64..1000, 0i64..100, labels.clone(), labels, ips.clone(), ips, any::<[u32; 7]>(), proptest::collection::vec("[a-c]{1,2}", 0..4))
-        .prop_map(|(start, width, source_labels, dest_labels, source_ips, dest_ips, counters, domains)| {
-            let to_ips = |raw: Vec<u32>| IpSet::from_members(raw.into_iter().map(|n| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))));
-            Flow {
-                key: key(),
-                start_time: start,
-                end_time: start + width,
-                source_labels: Labels::new(source_labels.into_iter().map(String::from).collect()),
-                dest_labels: Labels::new(dest_labels.into_iter().map(String::from).collect()),
-                counters: Counters {
-                    packets_in: counters[0].into(),
-                    packets_out: counters[1].into(),
-                    bytes_in: counters[2].into(),
-                    bytes_out: counters[3].into(),
-                    connections_started: counters[4].into(),
-                    connections_completed: counters[5].into(),
-                    connections_live: counters[6].into(),
-                },
-                source_ips: to_ips(source_ips),
-                dest_ips: to_ips(dest_ips),
-                dest_domains: DomainSet::from_members(domains),
-            }
-        })
+    (
+        0i64..1000,
+        0i64..100,
+        labels.clone(),
+        labels,
+        ips.clone(),
+        ips,
+        any::<[u32; 7]>(),
+        proptest::collection::vec("[a-c]{1,2}", 0..4),
+    )
+        .prop_map(
+            |(
+                start,
+                width,
+                source_labels,
+                dest_labels,
+                source_ips,
+                dest_ips,
+                counters,
+                domains,
+            )| {
+                let to_ips = |raw: Vec<u32>| {
+                    IpSet::from_members(
+                        raw.into_iter()
+                            .map(|n| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + n))),
+                    )
+                };
+                Flow {
+                    key: key(),
+                    start_time: start,
+                    end_time: start + width,
+                    source_labels: Labels::new(
+                        source_labels.into_iter().map(String::from).collect(),
+                    ),
+                    dest_labels: Labels::new(dest_labels.into_iter().map(String::from).collect()),
+                    counters: Counters {
+                        packets_in: counters[0].into(),
+                        packets_out: counters[1].into(),
+                        bytes_in: counters[2].into(),
+                        bytes_out: counters[3].into(),
+                        connections_started: counters[4].into(),
+                        connections_completed: counters[5].into(),
+                        connections_live: counters[6].into(),
+                    },
+                    source_ips: to_ips(source_ips),
+                    dest_ips: to_ips(dest_ips),
+                    dest_domains: DomainSet::from_members(domains),
+                }
+            },
+        )
 }
 
 fn merged(mut first: Flow, rest: &[&Flow]) -> Flow {

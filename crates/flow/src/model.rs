@@ -195,25 +195,40 @@ impl fmt::Display for PolicyHit {
 impl FromStr for PolicyHit {
     type Err = BadPolicyHit;
     fn from_str(text: &str) -> Result<Self, BadPolicyHit> {
-        let bad = |reason: String| BadPolicyHit { text: text.to_string(), reason };
+        let bad = |reason: String| BadPolicyHit {
+            text: text.to_string(),
+            reason,
+        };
         let parts: Vec<&str> = text.split('|').collect();
         let [index, tier, kind_and_name, action, rule] = parts[..] else {
-            return Err(bad(format!("expected 5 fields separated by `|`, found {}", parts.len())));
+            return Err(bad(format!(
+                "expected 5 fields separated by `|`, found {}",
+                parts.len()
+            )));
         };
-        let (kind, qualified) =
-            kind_and_name.split_once(':').ok_or_else(|| bad("expected `kind:name`".into()))?;
+        let (kind, qualified) = kind_and_name
+            .split_once(':')
+            .ok_or_else(|| bad("expected `kind:name`".into()))?;
         let (namespace, name) = match qualified.split_once('/') {
             Some((namespace, name)) => (namespace, name),
             None => ("", qualified),
         };
         Ok(PolicyHit {
-            kind: kind.parse().map_err(|error: UnknownName| bad(error.to_string()))?,
+            kind: kind
+                .parse()
+                .map_err(|error: UnknownName| bad(error.to_string()))?,
             namespace: namespace.to_string(),
             name: name.to_string(),
             tier: tier.to_string(),
-            action: action.parse().map_err(|error: UnknownName| bad(error.to_string()))?,
-            policy_index: index.parse().map_err(|_| bad(format!("policy index `{index}` is not a number")))?,
-            rule_index: rule.parse().map_err(|_| bad(format!("rule index `{rule}` is not a number")))?,
+            action: action
+                .parse()
+                .map_err(|error: UnknownName| bad(error.to_string()))?,
+            policy_index: index
+                .parse()
+                .map_err(|_| bad(format!("policy index `{index}` is not a number")))?,
+            rule_index: rule
+                .parse()
+                .map_err(|_| bad(format!("rule index `{rule}` is not a number")))?,
             trigger: None,
         })
     }
@@ -307,9 +322,12 @@ impl Counters {
         self.packets_out = self.packets_out.saturating_add(other.packets_out);
         self.bytes_in = self.bytes_in.saturating_add(other.bytes_in);
         self.bytes_out = self.bytes_out.saturating_add(other.bytes_out);
-        self.connections_started = self.connections_started.saturating_add(other.connections_started);
-        self.connections_completed =
-            self.connections_completed.saturating_add(other.connections_completed);
+        self.connections_started = self
+            .connections_started
+            .saturating_add(other.connections_started);
+        self.connections_completed = self
+            .connections_completed
+            .saturating_add(other.connections_completed);
         self.connections_live = self.connections_live.saturating_add(other.connections_live);
     }
 }
@@ -329,12 +347,23 @@ impl Labels {
 
     /// Labels from pairs.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Self::new(pairs.into_iter().map(|(key, value)| format!("{key}={value}")).collect())
+        Self::new(
+            pairs
+                .into_iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect(),
+        )
     }
 
     /// The labels both sets carry.
     pub fn intersect(&self, other: &Labels) -> Labels {
-        Labels(self.0.iter().filter(|label| other.0.binary_search(label).is_ok()).cloned().collect())
+        Labels(
+            self.0
+                .iter()
+                .filter(|label| other.0.binary_search(label).is_ok())
+                .cloned()
+                .collect(),
+        )
     }
 
     /// The `key=value` strings, sorted.
@@ -445,12 +474,19 @@ mod tests {
 
     #[test]
     fn policy_hit_text_round_trips() {
-        for text in ["0|security|gnp:deny-bad|deny|2", "1|default|knp:shop/allow-web|allow|0", "2|platform|eot:|deny|-1"] {
+        for text in [
+            "0|security|gnp:deny-bad|deny|2",
+            "1|default|knp:shop/allow-web|allow|0",
+            "2|platform|eot:|deny|-1",
+        ] {
             let hit: PolicyHit = text.parse().unwrap();
             assert_eq!(hit.to_string(), text);
         }
         let error = "0|tier|bogus:x|allow|0".parse::<PolicyHit>().unwrap_err();
-        assert!(error.to_string().contains("unknown policy kind `bogus`"), "{error}");
+        assert!(
+            error.to_string().contains("unknown policy kind `bogus`"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -464,7 +500,10 @@ mod tests {
 
     #[test]
     fn workload_names_and_private_ranges() {
-        assert_eq!(workload_name("frontend-7d9c8f6b5-x2x9q", Some("frontend-7d9c8f6b5-")), "frontend-7d9c8f6b5-*");
+        assert_eq!(
+            workload_name("frontend-7d9c8f6b5-x2x9q", Some("frontend-7d9c8f6b5-")),
+            "frontend-7d9c8f6b5-*"
+        );
         assert_eq!(workload_name("etcd-0", None), "etcd-0");
         assert!(is_private("10.1.2.3".parse().unwrap()));
         assert!(!is_private("203.0.113.9".parse().unwrap()));

@@ -20,7 +20,10 @@ pub struct BoundedSet<T: Ord, const N: usize> {
 impl<T: Ord + Clone, const N: usize> BoundedSet<T, N> {
     /// An empty set.
     pub fn new() -> Self {
-        Self { members: Vec::new(), truncated: false }
+        Self {
+            members: Vec::new(),
+            truncated: false,
+        }
     }
 
     /// Builds a set from any members, keeping the smallest `N`.
@@ -54,7 +57,11 @@ impl<T: Ord + Clone, const N: usize> BoundedSet<T, N> {
     /// Union with another set, within the bound.
     pub fn union_with(&mut self, other: &Self) {
         self.truncated |= other.truncated;
-        if other.members.iter().all(|member| self.members.binary_search(member).is_ok()) {
+        if other
+            .members
+            .iter()
+            .all(|member| self.members.binary_search(member).is_ok())
+        {
             return;
         }
         for member in &other.members {
@@ -65,7 +72,10 @@ impl<T: Ord + Clone, const N: usize> BoundedSet<T, N> {
     /// True when `other` adds nothing to this set.
     pub fn contains_all(&self, other: &Self) -> bool {
         (!other.truncated || self.truncated)
-            && other.members.iter().all(|member| self.members.binary_search(member).is_ok())
+            && other
+                .members
+                .iter()
+                .all(|member| self.members.binary_search(member).is_ok())
     }
 
     /// The members, sorted ascending.

@@ -30,7 +30,8 @@ impl ManualClock {
     }
     /// Moves the time forward by `seconds`.
     pub fn advance(&self, seconds: i64) {
-        self.0.fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

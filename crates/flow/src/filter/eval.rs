@@ -2,7 +2,9 @@
 
 use std::net::IpAddr;
 
-use super::{Comparison, Expr, Field, HitField, NumberField, Op, Side, TextField, TraceScope, Value};
+use super::{
+    Comparison, Expr, Field, HitField, NumberField, Op, Side, TextField, TraceScope, Value,
+};
 use crate::model::{label_value, Flow, PolicyHit, PolicyTrace};
 
 /// What a filter reads from a record. Stores implement it over their compact form so a filter
@@ -33,6 +35,11 @@ impl Expr {
             Expr::Not(child) => !child.matches(record),
             Expr::HasLabel(side, key) => label_value(record.labels(*side), key).is_some(),
             Expr::Compare(comparison) => comparison.matches(record),
+            Expr::Hit(scope, comparisons) => hits_in(record.trace(), *scope).any(|hit| {
+                comparisons
+                    .iter()
+                    .all(|comparison| comparison.matches_hit(hit))
+            }),
         }
     }
 }
@@ -51,7 +58,9 @@ impl Comparison {
         match &self.field {
             Field::Text(field) => {
                 let actual = record.text(*field);
-                self.values.iter().any(|value| text_matches(*field, actual, op, value))
+                self.values
+                    .iter()
+                    .any(|value| text_matches(*field, actual, op, value))
             }
             Field::Number(field) => {
                 let actual = record.number(*field);
@@ -61,7 +70,10 @@ impl Comparison {
                 })
             }
             Field::Label(side, key) => match label_value(record.labels(*side), key) {
-                Some(actual) => self.values.iter().any(|value| plain_matches(actual, op, value)),
+                Some(actual) => self
+                    .values
+                    .iter()
+                    .any(|value| plain_matches(actual, op, value)),
                 None => false,
             },
             Field::Ip(side) => record.ips(*side).iter().any(|address| {
@@ -70,26 +82,51 @@ impl Comparison {
                     _ => false,
                 })
             }),
-            Field::Domain => record
-                .domains()
+            Field::Domain => record.domains().iter().any(|domain| {
+                self.values
+                    .iter()
+                    .any(|value| domain_matches(domain, op, value))
+            }),
+            Field::Policy(scope, field) => hits_in(record.trace(), *scope).any(|hit| {
+                self.values
+                    .iter()
+                    .any(|value| hit_matches(hit, *field, op, value))
+            }),
+        }
+    }
+}
+
+fn hits_in(trace: &PolicyTrace, scope: TraceScope) -> Box<dyn Iterator<Item = &PolicyHit> + '_> {
+    match scope {
+        TraceScope::Any => Box::new(trace.hits()),
+        TraceScope::Enforced => Box::new(trace.enforced.iter()),
+        TraceScope::Pending => Box::new(trace.pending.iter()),
+    }
+}
+
+impl Comparison {
+    fn matches_hit(&self, hit: &PolicyHit) -> bool {
+        let Field::Policy(_, field) = self.field else {
+            return false;
+        };
+        let positive = |op| {
+            self.values
                 .iter()
-                .any(|domain| self.values.iter().any(|value| domain_matches(domain, op, value))),
-            Field::Policy(scope, field) => {
-                let trace = record.trace();
-                let hits: Box<dyn Iterator<Item = &PolicyHit>> = match scope {
-                    TraceScope::Any => Box::new(trace.hits()),
-                    TraceScope::Enforced => Box::new(trace.enforced.iter()),
-                    TraceScope::Pending => Box::new(trace.pending.iter()),
-                };
-                let mut hits = hits;
-                hits.any(|hit| self.values.iter().any(|value| hit_matches(hit, *field, op, value)))
-            }
+                .any(|value| hit_matches(hit, field, op, value))
+        };
+        match self.op {
+            Op::Ne => !positive(Op::Eq),
+            Op::NotContains => !positive(Op::Contains),
+            Op::NotIn => !positive(Op::In),
+            op => positive(op),
         }
     }
 }
 
 fn plain_matches(actual: &str, op: Op, value: &Value) -> bool {
-    let Value::Text(expected) = value else { return false };
+    let Value::Text(expected) = value else {
+        return false;
+    };
     match op {
         Op::Contains => actual.contains(expected.as_str()),
         _ => actual == expected,
@@ -97,11 +134,17 @@ fn plain_matches(actual: &str, op: Op, value: &Value) -> bool {
 }
 
 fn domain_matches(actual: &str, op: Op, value: &Value) -> bool {
-    let Value::Text(expected) = value else { return false };
+    let Value::Text(expected) = value else {
+        return false;
+    };
     match op {
         Op::Contains => actual.contains(expected.as_str()),
         _ => match expected.strip_prefix("*.") {
-            Some(suffix) => actual.len() > suffix.len() && actual.ends_with(suffix) && actual[..actual.len() - suffix.len()].ends_with('.'),
+            Some(suffix) => {
+                actual.len() > suffix.len()
+                    && actual.ends_with(suffix)
+                    && actual[..actual.len() - suffix.len()].ends_with('.')
+            }
             None => actual.eq_ignore_ascii_case(expected),
         },
     }
@@ -111,7 +154,8 @@ fn domain_matches(actual: &str, op: Op, value: &Value) -> bool {
 fn alias_equals(field: TextField, actual: &str, expected: &str) -> bool {
     match field {
         TextField::SourceName | TextField::DestName => {
-            (actual == "pub" && expected == "PUBLIC NETWORK") || (actual == "pvt" && expected == "PRIVATE NETWORK")
+            (actual == "pub" && expected == "PUBLIC NETWORK")
+                || (actual == "pvt" && expected == "PRIVATE NETWORK")
         }
         TextField::SourceNamespace | TextField::DestNamespace | TextField::DestServiceNamespace => {
             actual == "-" && expected == "Global"
@@ -121,7 +165,9 @@ fn alias_equals(field: TextField, actual: &str, expected: &str) -> bool {
 }
 
 fn text_matches(field: TextField, actual: &str, op: Op, value: &Value) -> bool {
-    let Value::Text(expected) = value else { return false };
+    let Value::Text(expected) = value else {
+        return false;
+    };
     match (field, op) {
         (TextField::Proto, Op::Contains) => actual.to_ascii_lowercase().contains(expected.as_str()),
         (TextField::Proto, _) => actual.eq_ignore_ascii_case(expected),

@@ -34,6 +34,9 @@ pub enum Expr {
     HasLabel(Side, String),
     /// A field compared with values.
     Compare(Comparison),
+    /// `policy(name = a AND tier = b)`: one hit in the scope satisfies every comparison
+    /// (each on a `Field::Policy` of that scope).
+    Hit(TraceScope, Vec<Comparison>),
 }
 
 /// One end of a flow.
@@ -216,9 +219,12 @@ impl Expr {
             Expr::And(children) | Expr::Or(children) => children.iter().all(Expr::is_key_only),
             Expr::Not(child) => child.is_key_only(),
             Expr::HasLabel(..) => false,
+            Expr::Hit(..) => true,
             Expr::Compare(comparison) => match &comparison.field {
                 Field::Text(_) | Field::Policy(..) => true,
-                Field::Number(field) => matches!(field, NumberField::DestPort | NumberField::DestServicePort),
+                Field::Number(field) => {
+                    matches!(field, NumberField::DestPort | NumberField::DestServicePort)
+                }
                 Field::Label(..) | Field::Ip(_) | Field::Domain => false,
             },
         }
@@ -247,7 +253,9 @@ impl TextField {
     /// The values an enumerated field accepts, `None` for free text.
     fn check_value(self, value: &str) -> Result<String, String> {
         let canonical = match self {
-            TextField::SourceType | TextField::DestType => value.parse::<EndpointType>().map(|v| v.to_string()),
+            TextField::SourceType | TextField::DestType => {
+                value.parse::<EndpointType>().map(|v| v.to_string())
+            }
             TextField::Reporter => value.parse::<Reporter>().map(|v| v.to_string()),
             TextField::Action => value.parse::<Action>().map(|v| v.to_string()),
             TextField::Proto => return Ok(value.to_ascii_lowercase()),
@@ -275,7 +283,7 @@ impl NumberField {
 }
 
 impl HitField {
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             HitField::Name => "name",
             HitField::Namespace => "namespace",
@@ -287,8 +295,14 @@ impl HitField {
 
     fn check_value(self, value: &str) -> Result<String, String> {
         match self {
-            HitField::Kind => value.parse::<PolicyKind>().map(|v| v.to_string()).map_err(|e| e.to_string()),
-            HitField::Action => value.parse::<HitAction>().map(|v| v.to_string()).map_err(|e| e.to_string()),
+            HitField::Kind => value
+                .parse::<PolicyKind>()
+                .map(|v| v.to_string())
+                .map_err(|e| e.to_string()),
+            HitField::Action => value
+                .parse::<HitAction>()
+                .map(|v| v.to_string())
+                .map_err(|e| e.to_string()),
             _ => Ok(value.to_string()),
         }
     }

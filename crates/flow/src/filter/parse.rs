@@ -7,7 +7,9 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use thiserror::Error;
 
-use super::{Comparison, Expr, Field, HitField, NumberField, Op, Side, TextField, TraceScope, Value};
+use super::{
+    Comparison, Expr, Field, HitField, NumberField, Op, Side, TextField, TraceScope, Value,
+};
 
 /// A filter that does not parse, with the 1-based column where the problem starts.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -19,7 +21,8 @@ pub struct FilterError {
     pub message: String,
 }
 
-const FIELD_NAMES: &str = "source_namespace, source_name, source_type, source_ip, source_label KEY, \
+const FIELD_NAMES: &str =
+    "source_namespace, source_name, source_type, source_ip, source_label KEY, \
 dest_namespace, dest_name, dest_type, dest_ip, dest_label KEY, dest_port, dest_domain, \
 dest_service_name, dest_service_namespace, dest_service_port_name, dest_service_port, proto, \
 reporter, action, policy.{name,namespace,tier,kind,action} (also enforced.* and pending.*), \
@@ -29,14 +32,20 @@ num_connections_completed, num_connections_live";
 /// Parses a filter expression; the empty string matches everything.
 pub fn parse(text: &str) -> Result<Expr, FilterError> {
     let tokens = lex(text)?;
-    let mut parser = Parser { tokens, position: 0 };
+    let mut parser = Parser {
+        tokens,
+        position: 0,
+    };
     if parser.peek().kind == TokenKind::End {
         return Ok(Expr::All);
     }
     let expr = parser.or_expr()?;
     let token = parser.peek();
     if token.kind != TokenKind::End {
-        return Err(token.error(format!("unexpected {}; expected AND, OR or the end", token.describe())));
+        return Err(token.error(format!(
+            "unexpected {}; expected AND, OR or the end",
+            token.describe()
+        )));
     }
     Ok(expr)
 }
@@ -59,7 +68,10 @@ struct Token {
 
 impl Token {
     fn error(&self, message: String) -> FilterError {
-        FilterError { column: self.column, message }
+        FilterError {
+            column: self.column,
+            message,
+        }
     }
 
     fn describe(&self) -> String {
@@ -76,7 +88,10 @@ impl Token {
 
     fn keyword(&self) -> Option<String> {
         match &self.kind {
-            TokenKind::Word { text, quoted: false } => Some(text.to_ascii_uppercase()),
+            TokenKind::Word {
+                text,
+                quoted: false,
+            } => Some(text.to_ascii_uppercase()),
             _ => None,
         }
     }
@@ -98,56 +113,85 @@ fn lex(text: &str) -> Result<Vec<Token>, FilterError> {
             width
         };
         let next = chars.get(index + 1).copied();
-        index += match c {
-            c if c.is_whitespace() => 1,
-            '(' => push(TokenKind::LeftParen, 1),
-            ')' => push(TokenKind::RightParen, 1),
-            ',' => push(TokenKind::Comma, 1),
-            '=' if next == Some('=') => push(TokenKind::Operator(Op::Eq), 2),
-            '=' => push(TokenKind::Operator(Op::Eq), 1),
-            '!' if next == Some('=') => push(TokenKind::Operator(Op::Ne), 2),
-            '!' if next == Some('~') => push(TokenKind::Operator(Op::NotContains), 2),
-            '~' => push(TokenKind::Operator(Op::Contains), 1),
-            '<' if next == Some('=') => push(TokenKind::Operator(Op::Le), 2),
-            '<' => push(TokenKind::Operator(Op::Lt), 1),
-            '>' if next == Some('=') => push(TokenKind::Operator(Op::Ge), 2),
-            '>' => push(TokenKind::Operator(Op::Gt), 1),
-            '!' => {
-                return Err(FilterError { column, message: "`!` must be followed by `=` or `~`; use NOT to negate".into() })
-            }
-            '"' => {
-                let mut value = String::new();
-                let mut end = index + 1;
-                loop {
-                    match chars.get(end) {
-                        None => return Err(FilterError { column, message: "unterminated string; add a closing `\"`".into() }),
-                        Some('"') => break,
-                        Some('\\') => {
-                            match chars.get(end + 1) {
-                                Some(escaped @ ('"' | '\\')) => value.push(*escaped),
-                                _ => return Err(FilterError { column: end + 1, message: "only `\\\"` and `\\\\` escapes are allowed in strings".into() }),
+        index +=
+            match c {
+                c if c.is_whitespace() => 1,
+                '(' => push(TokenKind::LeftParen, 1),
+                ')' => push(TokenKind::RightParen, 1),
+                ',' => push(TokenKind::Comma, 1),
+                '=' if next == Some('=') => push(TokenKind::Operator(Op::Eq), 2),
+                '=' => push(TokenKind::Operator(Op::Eq), 1),
+                '!' if next == Some('=') => push(TokenKind::Operator(Op::Ne), 2),
+                '!' if next == Some('~') => push(TokenKind::Operator(Op::NotContains), 2),
+                '~' => push(TokenKind::Operator(Op::Contains), 1),
+                '<' if next == Some('=') => push(TokenKind::Operator(Op::Le), 2),
+                '<' => push(TokenKind::Operator(Op::Lt), 1),
+                '>' if next == Some('=') => push(TokenKind::Operator(Op::Ge), 2),
+                '>' => push(TokenKind::Operator(Op::Gt), 1),
+                '!' => {
+                    return Err(FilterError {
+                        column,
+                        message: "`!` must be followed by `=` or `~`; use NOT to negate".into(),
+                    })
+                }
+                '"' => {
+                    let mut value = String::new();
+                    let mut end = index + 1;
+                    loop {
+                        match chars.get(end) {
+                            None => {
+                                return Err(FilterError {
+                                    column,
+                                    message: "unterminated string; add a closing `\"`".into(),
+                                })
                             }
-                            end += 2;
-                        }
-                        Some(other) => {
-                            value.push(*other);
-                            end += 1;
+                            Some('"') => break,
+                            Some('\\') => {
+                                match chars.get(end + 1) {
+                                    Some(escaped @ ('"' | '\\')) => value.push(*escaped),
+                                    _ => return Err(FilterError {
+                                        column: end + 1,
+                                        message:
+                                            "only `\\\"` and `\\\\` escapes are allowed in strings"
+                                                .into(),
+                                    }),
+                                }
+                                end += 2;
+                            }
+                            Some(other) => {
+                                value.push(*other);
+                                end += 1;
+                            }
                         }
                     }
+                    push(
+                        TokenKind::Word {
+                            text: value,
+                            quoted: true,
+                        },
+                        end + 1 - index,
+                    )
                 }
-                push(TokenKind::Word { text: value, quoted: true }, end + 1 - index)
-            }
-            _ => {
-                let mut end = index;
-                while end < chars.len() && is_word_char(chars[end]) {
-                    end += 1;
+                _ => {
+                    let mut end = index;
+                    while end < chars.len() && is_word_char(chars[end]) {
+                        end += 1;
+                    }
+                    let word: String = chars[index..end].iter().collect();
+                    push(
+                        TokenKind::Word {
+                            text: word,
+                            quoted: false,
+                        },
+                        end - index,
+                    )
                 }
-                let word: String = chars[index..end].iter().collect();
-                push(TokenKind::Word { text: word, quoted: false }, end - index)
-            }
-        };
+            };
     }
-    tokens.push(Token { kind: TokenKind::End, column: chars.len() + 1 });
+    tokens.push(Token {
+        kind: TokenKind::End,
+        column: chars.len() + 1,
+    });
     Ok(tokens)
 }
 
@@ -211,20 +255,94 @@ impl Parser {
             self.expect(TokenKind::RightParen, "`)`")?;
             return Ok(inner);
         }
-        if self.at_keyword("HAS") && self.tokens.get(self.position + 1).map(|t| &t.kind) == Some(&TokenKind::LeftParen) {
+        if self.at_keyword("HAS")
+            && self.tokens.get(self.position + 1).map(|t| &t.kind) == Some(&TokenKind::LeftParen)
+        {
             self.next();
             self.next();
             let side_token = self.next();
             let side = match side_token.keyword().as_deref() {
                 Some("SOURCE_LABEL") => Side::Source,
                 Some("DEST_LABEL") => Side::Dest,
-                _ => return Err(side_token.error(format!("expected `source_label` or `dest_label` in has(), found {}", side_token.describe()))),
+                _ => {
+                    return Err(side_token.error(format!(
+                        "expected `source_label` or `dest_label` in has(), found {}",
+                        side_token.describe()
+                    )))
+                }
             };
             let key = self.word("a label key")?;
             self.expect(TokenKind::RightParen, "`)` closing has(")?;
             return Ok(Expr::HasLabel(side, key));
         }
+        if let Some(scope) = self.hit_scope() {
+            self.next();
+            self.next();
+            let mut comparisons = vec![self.hit_comparison(scope)?];
+            while self.at_keyword("AND") {
+                self.next();
+                comparisons.push(self.hit_comparison(scope)?);
+            }
+            self.expect(TokenKind::RightParen, "AND or `)` closing the policy match")?;
+            return Ok(Expr::Hit(scope, comparisons));
+        }
         self.comparison()
+    }
+
+    /// `policy(`, `enforced(` or `pending(` starts a same-hit match.
+    fn hit_scope(&self) -> Option<TraceScope> {
+        if self.tokens.get(self.position + 1).map(|t| &t.kind) != Some(&TokenKind::LeftParen) {
+            return None;
+        }
+        match self.peek().keyword().as_deref() {
+            Some("POLICY") => Some(TraceScope::Any),
+            Some("ENFORCED") => Some(TraceScope::Enforced),
+            Some("PENDING") => Some(TraceScope::Pending),
+            _ => None,
+        }
+    }
+
+    fn hit_comparison(&mut self, scope: TraceScope) -> Result<Comparison, FilterError> {
+        let token = self.peek().clone();
+        let property = match token.keyword().as_deref() {
+            Some("NAME") => HitField::Name,
+            Some("NAMESPACE") => HitField::Namespace,
+            Some("TIER") => HitField::Tier,
+            Some("KIND") => HitField::Kind,
+            Some("ACTION") => HitField::Action,
+            _ => return Err(token.error(format!(
+                "expected name, namespace, tier, kind or action inside the policy match, found {}",
+                token.describe()
+            ))),
+        };
+        self.next();
+        let field = Field::Policy(scope, property);
+        let op_token = self.next();
+        let op = match &op_token.kind {
+            TokenKind::Operator(op) => *op,
+            _ if op_token.keyword().as_deref() == Some("IN") => Op::In,
+            _ => {
+                return Err(op_token.error(format!(
+                    "expected an operator after `{}`, found {}",
+                    property.name(),
+                    op_token.describe()
+                )))
+            }
+        };
+        check_operator(&field, op).map_err(|message| op_token.error(message))?;
+        let values = if op == Op::In {
+            self.expect(TokenKind::LeftParen, "`(` starting the IN list")?;
+            let mut values = vec![self.value(&field)?];
+            while self.peek().kind == TokenKind::Comma {
+                self.next();
+                values.push(self.value(&field)?);
+            }
+            self.expect(TokenKind::RightParen, "`,` or `)` in the IN list")?;
+            values
+        } else {
+            vec![self.value(&field)?]
+        };
+        Ok(Comparison { field, op, values })
     }
 
     fn word(&mut self, what: &str) -> Result<String, FilterError> {
@@ -237,25 +355,42 @@ impl Parser {
 
     fn comparison(&mut self) -> Result<Expr, FilterError> {
         let field_token = self.next();
-        let TokenKind::Word { text: name, quoted: false } = &field_token.kind else {
-            return Err(field_token.error(format!("expected a field name, found {}", field_token.describe())));
+        let TokenKind::Word {
+            text: name,
+            quoted: false,
+        } = &field_token.kind
+        else {
+            return Err(field_token.error(format!(
+                "expected a field name, found {}",
+                field_token.describe()
+            )));
         };
         let field = match field_by_name(name) {
             Some(FieldName::Complete(field)) => field,
-            Some(FieldName::NeedsLabelKey(side)) => Field::Label(side, self.word("a label key after the label field")?),
-            None => return Err(field_token.error(format!("unknown field `{name}`; fields are: {FIELD_NAMES}"))),
+            Some(FieldName::NeedsLabelKey(side)) => {
+                Field::Label(side, self.word("a label key after the label field")?)
+            }
+            None => {
+                return Err(
+                    field_token.error(format!("unknown field `{name}`; fields are: {FIELD_NAMES}"))
+                )
+            }
         };
         let field_text = super::print::field_text(&field);
         let op_token = self.next();
-        let op = match &op_token.kind {
-            TokenKind::Operator(op) => *op,
-            _ if op_token.keyword().as_deref() == Some("IN") => Op::In,
-            _ if op_token.keyword().as_deref() == Some("NOT") && self.at_keyword("IN") => {
-                self.next();
-                Op::NotIn
-            }
-            _ => return Err(op_token.error(format!("expected an operator (= != ~ !~ < <= > >= IN) after `{field_text}`, found {}", op_token.describe()))),
-        };
+        let op =
+            match &op_token.kind {
+                TokenKind::Operator(op) => *op,
+                _ if op_token.keyword().as_deref() == Some("IN") => Op::In,
+                _ if op_token.keyword().as_deref() == Some("NOT") && self.at_keyword("IN") => {
+                    self.next();
+                    Op::NotIn
+                }
+                _ => return Err(op_token.error(format!(
+                    "expected an operator (= != ~ !~ < <= > >= IN) after `{field_text}`, found {}",
+                    op_token.describe()
+                ))),
+            };
         check_operator(&field, op).map_err(|message| op_token.error(message))?;
         let values = if matches!(op, Op::In | Op::NotIn) {
             self.expect(TokenKind::LeftParen, "`(` starting the IN list")?;
@@ -275,14 +410,28 @@ impl Parser {
     fn value(&mut self, field: &Field) -> Result<Value, FilterError> {
         let token = self.next();
         let TokenKind::Word { text, quoted } = &token.kind else {
-            return Err(token.error(format!("expected a value for `{}`, found {}", super::print::field_text(field), token.describe())));
+            return Err(token.error(format!(
+                "expected a value for `{}`, found {}",
+                super::print::field_text(field),
+                token.describe()
+            )));
         };
         let field_text = super::print::field_text(field);
         match field {
             Field::Number(number_field) => {
-                let number: u64 = text.parse().map_err(|_| token.error(format!("`{field_text}` takes a whole number, found `{text}`")))?;
-                if matches!(number_field, NumberField::DestPort | NumberField::DestServicePort) && number > 65535 {
-                    return Err(token.error(format!("`{field_text}` is a port, 0 to 65535; found {number}")));
+                let number: u64 = text.parse().map_err(|_| {
+                    token.error(format!(
+                        "`{field_text}` takes a whole number, found `{text}`"
+                    ))
+                })?;
+                if matches!(
+                    number_field,
+                    NumberField::DestPort | NumberField::DestServicePort
+                ) && number > 65535
+                {
+                    return Err(token.error(format!(
+                        "`{field_text}` is a port, 0 to 65535; found {number}"
+                    )));
                 }
                 Ok(Value::Number(number))
             }
@@ -297,16 +446,25 @@ impl Parser {
                 if !quoted && is_keyword(text) {
                     return Err(token.error(format!("expected a value for `{field_text}`, found keyword `{text}`; quote it to mean the text")));
                 }
-                text_field.check_value(text).map(Value::Text).map_err(|message| token.error(message))
+                text_field
+                    .check_value(text)
+                    .map(Value::Text)
+                    .map_err(|message| token.error(message))
             }
-            Field::Policy(_, hit_field) => hit_field.check_value(text).map(Value::Text).map_err(|message| token.error(message)),
+            Field::Policy(_, hit_field) => hit_field
+                .check_value(text)
+                .map(Value::Text)
+                .map_err(|message| token.error(message)),
             Field::Label(..) | Field::Domain => Ok(Value::Text(text.clone())),
         }
     }
 }
 
 pub(super) fn is_keyword(word: &str) -> bool {
-    matches!(word.to_ascii_uppercase().as_str(), "AND" | "OR" | "NOT" | "IN" | "HAS")
+    matches!(
+        word.to_ascii_uppercase().as_str(),
+        "AND" | "OR" | "NOT" | "IN" | "HAS"
+    )
 }
 
 fn flatten(children: Vec<Expr>, conjunction: bool) -> Expr {
@@ -379,7 +537,10 @@ fn field_by_name(name: &str) -> Option<FieldName> {
         "source_ip" => Some(Complete(Field::Ip(Side::Source))),
         "dest_ip" => Some(Complete(Field::Ip(Side::Dest))),
         "dest_domain" | "domain" => Some(Complete(Field::Domain)),
-        "pending_action" => Some(Complete(Field::Policy(TraceScope::Pending, HitField::Action))),
+        "pending_action" => Some(Complete(Field::Policy(
+            TraceScope::Pending,
+            HitField::Action,
+        ))),
         "source_label" => Some(FieldName::NeedsLabelKey(Side::Source)),
         "dest_label" => Some(FieldName::NeedsLabelKey(Side::Dest)),
         _ => None,
@@ -392,11 +553,15 @@ fn check_operator(field: &Field, op: Op) -> Result<(), String> {
     let field_text = super::print::field_text(field);
     let op_text = super::print::op_text(op);
     match field {
-        Field::Number(_) if substring => Err(format!("`{op_text}` compares text; `{field_text}` is a number (use = < <= > >=)")),
-        Field::Ip(_) if ordering || substring => Err(format!("`{field_text}` takes = != IN with an address or CIDR, not `{op_text}`")),
-        Field::Text(_) | Field::Label(..) | Field::Domain | Field::Policy(..) if ordering => {
-            Err(format!("`{op_text}` needs a numeric field; `{field_text}` is text (use = != ~ !~ IN)"))
-        }
+        Field::Number(_) if substring => Err(format!(
+            "`{op_text}` compares text; `{field_text}` is a number (use = < <= > >=)"
+        )),
+        Field::Ip(_) if ordering || substring => Err(format!(
+            "`{field_text}` takes = != IN with an address or CIDR, not `{op_text}`"
+        )),
+        Field::Text(_) | Field::Label(..) | Field::Domain | Field::Policy(..) if ordering => Err(
+            format!("`{op_text}` needs a numeric field; `{field_text}` is text (use = != ~ !~ IN)"),
+        ),
         _ => Ok(()),
     }
 }

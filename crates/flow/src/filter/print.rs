@@ -43,7 +43,9 @@ pub(super) fn field_text(field: &Field) -> String {
 fn quote(text: &str) -> String {
     let bare = !text.is_empty()
         && !is_keyword(text)
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '*' | ':'));
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/' | '*' | ':'));
     if bare {
         text.to_string()
     } else {
@@ -98,21 +100,48 @@ impl fmt::Display for Expr {
                 child.write_child(f, matches!(**child, Expr::And(_) | Expr::Or(_)))
             }
             Expr::HasLabel(side, key) => write!(f, "has({side}_label {})", quote(key)),
-            Expr::Compare(comparison) => {
-                write!(f, "{} {} ", field_text(&comparison.field), op_text(comparison.op))?;
-                if matches!(comparison.op, Op::In | Op::NotIn) {
-                    f.write_str("(")?;
-                    for (index, value) in comparison.values.iter().enumerate() {
-                        if index > 0 {
-                            f.write_str(", ")?;
-                        }
-                        write!(f, "{value}")?;
+            Expr::Hit(scope, comparisons) => {
+                let scope = match scope {
+                    TraceScope::Any => "policy",
+                    TraceScope::Enforced => "enforced",
+                    TraceScope::Pending => "pending",
+                };
+                write!(f, "{scope}(")?;
+                for (index, comparison) in comparisons.iter().enumerate() {
+                    if index > 0 {
+                        f.write_str(" AND ")?;
                     }
-                    f.write_str(")")
-                } else {
-                    write!(f, "{}", comparison.values[0])
+                    let Field::Policy(_, property) = comparison.field else {
+                        continue;
+                    };
+                    write!(f, "{} {} ", property.name(), op_text(comparison.op))?;
+                    write_values(f, comparison)?;
                 }
+                f.write_str(")")
+            }
+            Expr::Compare(comparison) => {
+                write!(
+                    f,
+                    "{} {} ",
+                    field_text(&comparison.field),
+                    op_text(comparison.op)
+                )?;
+                write_values(f, comparison)
             }
         }
     }
+}
+
+fn write_values(f: &mut fmt::Formatter<'_>, comparison: &super::Comparison) -> fmt::Result {
+    if !matches!(comparison.op, Op::In | Op::NotIn) {
+        return write!(f, "{}", comparison.values[0]);
+    }
+    f.write_str("(")?;
+    for (index, value) in comparison.values.iter().enumerate() {
+        if index > 0 {
+            f.write_str(", ")?;
+        }
+        write!(f, "{value}")?;
+    }
+    f.write_str(")")
 }
