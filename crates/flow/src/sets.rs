@@ -11,10 +11,19 @@ pub const IPS_BOUND: usize = 100;
 pub const DOMAINS_BOUND: usize = 5;
 
 /// A sorted set holding at most `N` members, that remembers whether members were dropped.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct BoundedSet<T: Ord, const N: usize> {
     members: Vec<T>,
     truncated: bool,
+}
+
+impl<T: Ord, const N: usize> Default for BoundedSet<T, N> {
+    fn default() -> Self {
+        Self {
+            members: Vec::new(),
+            truncated: false,
+        }
+    }
 }
 
 impl<T: Ord + Clone, const N: usize> BoundedSet<T, N> {

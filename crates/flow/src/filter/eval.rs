@@ -105,7 +105,8 @@ fn hits_in(trace: &PolicyTrace, scope: TraceScope) -> Box<dyn Iterator<Item = &P
 }
 
 impl Comparison {
-    fn matches_hit(&self, hit: &PolicyHit) -> bool {
+    /// Whether one policy hit satisfies this comparison (for `Field::Policy` comparisons).
+    pub fn matches_hit(&self, hit: &PolicyHit) -> bool {
         let Field::Policy(_, field) = self.field else {
             return false;
         };

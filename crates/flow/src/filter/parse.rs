@@ -310,10 +310,12 @@ impl Parser {
             Some("TIER") => HitField::Tier,
             Some("KIND") => HitField::Kind,
             Some("ACTION") => HitField::Action,
-            _ => return Err(token.error(format!(
+            _ => {
+                return Err(token.error(format!(
                 "expected name, namespace, tier, kind or action inside the policy match, found {}",
                 token.describe()
-            ))),
+            )))
+            }
         };
         self.next();
         let field = Field::Policy(scope, property);
@@ -378,19 +380,20 @@ impl Parser {
         };
         let field_text = super::print::field_text(&field);
         let op_token = self.next();
-        let op =
-            match &op_token.kind {
-                TokenKind::Operator(op) => *op,
-                _ if op_token.keyword().as_deref() == Some("IN") => Op::In,
-                _ if op_token.keyword().as_deref() == Some("NOT") && self.at_keyword("IN") => {
-                    self.next();
-                    Op::NotIn
-                }
-                _ => return Err(op_token.error(format!(
+        let op = match &op_token.kind {
+            TokenKind::Operator(op) => *op,
+            _ if op_token.keyword().as_deref() == Some("IN") => Op::In,
+            _ if op_token.keyword().as_deref() == Some("NOT") && self.at_keyword("IN") => {
+                self.next();
+                Op::NotIn
+            }
+            _ => {
+                return Err(op_token.error(format!(
                     "expected an operator (= != ~ !~ < <= > >= IN) after `{field_text}`, found {}",
                     op_token.describe()
-                ))),
-            };
+                )))
+            }
+        };
         check_operator(&field, op).map_err(|message| op_token.error(message))?;
         let values = if matches!(op, Op::In | Op::NotIn) {
             self.expect(TokenKind::LeftParen, "`(` starting the IN list")?;
