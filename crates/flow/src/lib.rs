@@ -8,8 +8,10 @@ pub mod filter;
 #[cfg(test)]
 mod merge_props;
 mod model;
+mod record;
 mod sets;
 pub mod time;
 
 pub use model::*;
+pub use record::FlowRecord;
 pub use sets::{BoundedSet, DOMAINS_BOUND, IPS_BOUND};

@@ -6,7 +6,7 @@
 mod convert;
 mod policy_match;
 
-pub use convert::{filter_to_expr, hit_to_wire, ConvertError};
+pub use convert::{filter_to_expr, hit_to_wire, policy_match_to_expr, ConvertError};
 pub use policy_match::PolicyMatch;
 
 /// Generated Goldmane messages and services.

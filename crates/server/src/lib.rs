@@ -2,4 +2,14 @@
 //! protocol), the 15 s bucket ring holding the hot hour, and the query APIs over it (gRPC,
 //! HTTP/JSON, SSE, Prometheus metrics).
 
+mod config;
+pub mod grpc;
+pub mod http;
+pub mod hub;
+pub mod metrics;
 pub mod ring;
+mod snapshot;
+mod time_range;
+mod whisker;
+
+pub use config::{Server, ServerConfig, ServerError};

@@ -45,6 +45,7 @@ impl<T: Hash + Eq + HeapSize> Interner<T> {
     }
 
     /// The id of an equal value, without taking a reference.
+    #[cfg(test)]
     pub fn find<Q>(&self, value: &Q) -> Option<u32>
     where
         T: Borrow<Q>,
@@ -129,6 +130,7 @@ impl<T: Hash + Eq + HeapSize> Interner<T> {
             .expect("interned id is live")
     }
 
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.slots.len() - self.free.len()
     }

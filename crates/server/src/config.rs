@@ -1,0 +1,200 @@
+//! The server component: its configuration (the same keys as the CLI flags and the YAML file),
+//! binding, and the tasks it runs until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use caracal_flow::time::Clock;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::net::TcpListener;
+
+use crate::grpc::GrpcApi;
+use crate::hub::Hub;
+use crate::ring::{RingConfig, RingConfigError};
+
+/// Server configuration.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address of the HTTP API, console, SSE and `/metrics`.
+    pub http: SocketAddr,
+    /// Address of the gRPC API (Goldmane-compatible services and Caracal ingest).
+    pub grpc: SocketAddr,
+    /// Directory for server data; the hot window is saved there on shutdown and restored on start.
+    pub data: PathBuf,
+    /// Closed 15 s buckets kept hot (240 = one hour).
+    pub hot_buckets: usize,
+    /// Largest page a query returns, also for "all".
+    pub max_page_size: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            grpc: SocketAddr::from(([127, 0, 0, 1], 7443)),
+            data: PathBuf::from("caracal-data"),
+            hot_buckets: 240,
+            max_page_size: 10_000,
+        }
+    }
+}
+
+/// Why the server could not start or stopped.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// A bad configuration value.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] RingConfigError),
+    /// A listener could not bind.
+    #[error("cannot listen on {address} ({api}): {source}")]
+    Bind {
+        /// Which API.
+        api: &'static str,
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data directory is unusable.
+    #[error("data directory {path}: {source}")]
+    Data {
+        /// The directory.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A server task failed.
+    #[error("server failed: {0}")]
+    Serve(String),
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    config: ServerConfig,
+    hub: Arc<Hub>,
+    http: TcpListener,
+    grpc: TcpListener,
+}
+
+impl Server {
+    /// Validates the configuration, restores saved state and binds both listeners.
+    pub async fn bind(config: ServerConfig, clock: Arc<dyn Clock>) -> Result<Server, ServerError> {
+        let ring = RingConfig {
+            hot_buckets: config.hot_buckets,
+            max_page_size: config.max_page_size,
+        };
+        let hub = Hub::new(ring, clock)?;
+        std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
+            path: config.data.clone(),
+            source,
+        })?;
+        crate::snapshot::restore(&hub, &config.data).map_err(|source| ServerError::Data {
+            path: config.data.clone(),
+            source,
+        })?;
+        let http = TcpListener::bind(config.http)
+            .await
+            .map_err(|source| ServerError::Bind {
+                api: "http",
+                address: config.http,
+                source,
+            })?;
+        let grpc = TcpListener::bind(config.grpc)
+            .await
+            .map_err(|source| ServerError::Bind {
+                api: "grpc",
+                address: config.grpc,
+                source,
+            })?;
+        Ok(Server {
+            config,
+            hub,
+            http,
+            grpc,
+        })
+    }
+
+    /// The HTTP address actually bound.
+    pub fn http_address(&self) -> SocketAddr {
+        self.http.local_addr().unwrap_or(self.config.http)
+    }
+
+    /// The gRPC address actually bound.
+    pub fn grpc_address(&self) -> SocketAddr {
+        self.grpc.local_addr().unwrap_or(self.config.grpc)
+    }
+
+    /// The shared state, for in-process use.
+    pub fn hub(&self) -> Arc<Hub> {
+        self.hub.clone()
+    }
+
+    /// Serves until `shutdown` completes, then saves the hot window.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServerError> {
+        let Server {
+            config,
+            hub,
+            http,
+            grpc,
+        } = self;
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let ticker = {
+            let hub = hub.clone();
+            let mut stopped = stop.subscribe();
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(Duration::from_secs(1));
+                interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+                loop {
+                    tokio::select! {
+                        _ = interval.tick() => hub.tick(),
+                        _ = stopped.changed() => return,
+                    }
+                }
+            })
+        };
+        let http_server = {
+            let mut stopped = stop.subscribe();
+            let app = crate::http::router(hub.clone());
+            tokio::spawn(async move {
+                axum::serve(http, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = stopped.changed().await;
+                    })
+                    .await
+            })
+        };
+        let grpc_server = {
+            let mut stopped = stop.subscribe();
+            let routes = GrpcApi::new(hub.clone()).router();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
+            tokio::spawn(async move {
+                tonic::transport::Server::builder()
+                    .tcp_nodelay(true)
+                    .add_routes(routes)
+                    .serve_with_incoming_shutdown(incoming, async move {
+                        let _ = stopped.changed().await;
+                    })
+                    .await
+            })
+        };
+        shutdown.await;
+        let _ = stop.send(true);
+        let _ = ticker.await;
+        // Streams never end on their own; give open ones a moment, then stop waiting.
+        let _ = tokio::time::timeout(Duration::from_secs(3), http_server).await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), grpc_server).await;
+        crate::snapshot::save(&hub, &config.data).map_err(|source| ServerError::Data {
+            path: config.data.clone(),
+            source,
+        })?;
+        Ok(())
+    }
+}
