@@ -12,7 +12,7 @@ use crate::sets::{BoundedSet, DOMAINS_BOUND, IPS_BOUND};
 
 /// A value that names none of an enum's variants.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
-#[error("unknown {what} `{value}`, expected one of: {expected}")]
+#[error("unknown {what} `{value}`, expected one of: {}", expected.trim_end_matches([',', ' ']))]
 pub struct UnknownName {
     /// What was being parsed (e.g. "action").
     pub what: &'static str,
@@ -46,7 +46,7 @@ macro_rules! named_enum {
                 let lower = text.to_ascii_lowercase();
                 match lower.as_str() {
                     $($text $(| $alias)* => Ok($name::$variant),)+
-                    _ => Err(UnknownName { what: $what, value: text.to_string(), expected: concat!($($text, " "),+) }),
+                    _ => Err(UnknownName { what: $what, value: text.to_string(), expected: concat!($($text, ", "),+) }),
                 }
             }
         }

@@ -1,0 +1,223 @@
+//! Sends generated traffic to a server through the real gRPC ingest: Caracal's batched
+//! protocol (default) or Goldmane's `Connect`, one receipt per update, as Felix does.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use caracal_proto::caracal::v1 as caracal;
+use caracal_proto::goldmane as wire;
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_stream::StreamExt;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::cluster::Cluster;
+use crate::generator::{daily_rhythm, Generator};
+
+/// Which wire protocol to send with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// Caracal's batched `Ingest.Push`.
+    Batched,
+    /// Goldmane's `FlowCollector.Connect`.
+    Goldmane,
+}
+
+/// What to send, where and for how long.
+#[derive(Clone, Debug)]
+pub struct SimulateConfig {
+    /// gRPC address, e.g. `127.0.0.1:7443` or `http://127.0.0.1:7443`.
+    pub server: String,
+    /// Updates per second at the daily peak.
+    pub rate: u64,
+    /// How long to send; `None` runs until cancelled.
+    pub duration: Option<Duration>,
+    /// Seed of the cluster and of the traffic.
+    pub seed: u64,
+    /// Nodes of the simulated cluster.
+    pub nodes: usize,
+    /// Wire protocol.
+    pub protocol: Protocol,
+    /// Identity of this sender for batch de-duplication.
+    pub sender: String,
+}
+
+/// What was sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SendReport {
+    /// Updates sent.
+    pub sent: u64,
+    /// Updates the server accepted.
+    pub accepted: u64,
+    /// Updates the server rejected.
+    pub rejected: u64,
+}
+
+/// Why sending stopped.
+#[derive(Debug, Error)]
+pub enum SendError {
+    /// The address is not a valid endpoint.
+    #[error("invalid server address `{0}`: expected HOST:PORT or http://HOST:PORT")]
+    Address(String),
+    /// The server could not be reached.
+    #[error("cannot connect to {address}: {source}")]
+    Connect {
+        /// The address.
+        address: String,
+        /// Why.
+        source: tonic::transport::Error,
+    },
+    /// The server ended the stream.
+    #[error("the server ended the stream: {0}")]
+    Stream(#[from] tonic::Status),
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Connects to a gRPC endpoint given as `HOST:PORT` or a URL.
+pub async fn connect(server: &str) -> Result<Channel, SendError> {
+    let url = if server.contains("://") {
+        server.to_string()
+    } else {
+        format!("http://{server}")
+    };
+    let endpoint = Endpoint::from_shared(url)
+        .map_err(|_| SendError::Address(server.to_string()))?
+        .tcp_nodelay(true);
+    endpoint
+        .connect()
+        .await
+        .map_err(|source| SendError::Connect {
+            address: server.to_string(),
+            source,
+        })
+}
+
+/// Sends generated traffic at `rate` (shaped by the daily rhythm) until the duration ends or
+/// `cancel` resolves. Ticks every 100 ms; each tick's updates go out as one batch.
+pub async fn send(
+    config: SimulateConfig,
+    cancel: impl std::future::Future<Output = ()>,
+) -> Result<SendReport, SendError> {
+    let channel = connect(&config.server).await?;
+    let mut generator = Generator::new(Cluster::generate(config.seed, config.nodes), config.seed);
+    let started = Instant::now();
+    let mut ticker = tokio::time::interval(Duration::from_millis(100));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut report = SendReport::default();
+    let mut owed = 0.0f64;
+    tokio::pin!(cancel);
+    match config.protocol {
+        Protocol::Batched => {
+            let (batches, receiver) = mpsc::channel::<caracal::FlowBatch>(64);
+            let mut client = caracal::ingest_client::IngestClient::new(channel);
+            let mut acks = client
+                .push(ReceiverStream::new(receiver))
+                .await?
+                .into_inner();
+            let mut sequence = 0u64;
+            let mut in_flight = 0u64;
+            loop {
+                tokio::select! {
+                    _ = &mut cancel => break,
+                    _ = ticker.tick() => {}
+                    ack = acks.next() => {
+                        let ack = ack.ok_or_else(|| tonic::Status::unavailable("ingest stream closed"))??;
+                        in_flight -= 1;
+                        report.accepted += u64::from(ack.accepted);
+                        report.rejected += u64::from(ack.rejected);
+                        continue;
+                    }
+                }
+                if config
+                    .duration
+                    .is_some_and(|duration| started.elapsed() >= duration)
+                {
+                    break;
+                }
+                let now = unix_now();
+                owed += config.rate as f64 * daily_rhythm(now) / 10.0;
+                let count = owed as usize;
+                owed -= count as f64;
+                if count == 0 {
+                    continue;
+                }
+                let flows: Vec<wire::Flow> = generator
+                    .updates(now, count)
+                    .iter()
+                    .map(wire::Flow::from)
+                    .collect();
+                report.sent += flows.len() as u64;
+                sequence += 1;
+                in_flight += 1;
+                if batches
+                    .send(caracal::FlowBatch {
+                        sequence,
+                        flows,
+                        sender: config.sender.clone(),
+                    })
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            drop(batches);
+            while in_flight > 0 {
+                let Some(ack) = acks.next().await else { break };
+                let ack = ack?;
+                in_flight -= 1;
+                report.accepted += u64::from(ack.accepted);
+                report.rejected += u64::from(ack.rejected);
+            }
+        }
+        Protocol::Goldmane => {
+            let (updates, receiver) = mpsc::channel::<wire::FlowUpdate>(1);
+            let mut client = wire::flow_collector_client::FlowCollectorClient::new(channel);
+            let mut receipts = client
+                .connect(ReceiverStream::new(receiver))
+                .await?
+                .into_inner();
+            'outer: loop {
+                tokio::select! {
+                    _ = &mut cancel => break,
+                    _ = ticker.tick() => {}
+                }
+                if config
+                    .duration
+                    .is_some_and(|duration| started.elapsed() >= duration)
+                {
+                    break;
+                }
+                let now = unix_now();
+                owed += config.rate as f64 * daily_rhythm(now) / 10.0;
+                let count = owed as usize;
+                owed -= count as f64;
+                for flow in generator.updates(now, count) {
+                    if updates
+                        .send(wire::FlowUpdate {
+                            flow: Some(wire::Flow::from(&flow)),
+                        })
+                        .await
+                        .is_err()
+                    {
+                        break 'outer;
+                    }
+                    report.sent += 1;
+                    // Lock-step like Felix: the next update waits for this one's receipt.
+                    match receipts.next().await {
+                        Some(Ok(_)) => report.accepted += 1,
+                        Some(Err(status)) => return Err(status.into()),
+                        None => break 'outer,
+                    }
+                }
+            }
+        }
+    }
+    Ok(report)
+}
