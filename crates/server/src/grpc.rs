@@ -244,7 +244,7 @@ impl wire::flows_server::Flows for GrpcApi {
 #[derive(Debug)]
 pub enum StreamEvent {
     /// A flow of a closed bucket (or of the backfill), with its stable id.
-    Flow(i64, Flow),
+    Flow(i64, Box<Flow>),
     /// The client fell behind by this many buckets and is being dropped.
     Lagged(u64),
 }
@@ -265,7 +265,7 @@ pub async fn stream_flows(
         let matching: Vec<StreamEvent> = flows
             .iter()
             .filter(|(_, flow)| filter.matches(flow))
-            .map(|(id, flow)| StreamEvent::Flow(*id, flow.clone()))
+            .map(|(id, flow)| StreamEvent::Flow(*id, Box::new(flow.clone())))
             .collect();
         hub.metrics
             .streamed

@@ -80,6 +80,15 @@ pub struct Cluster {
     pub nodes: Vec<String>,
 }
 
+/// (namespace, name, tier label, (port, port name), replicas).
+type DeploymentSpec = (
+    &'static str,
+    &'static str,
+    &'static str,
+    (u16, &'static str),
+    usize,
+);
+
 const HASH_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 fn random_suffix(rng: &mut SmallRng, length: usize) -> String {
@@ -116,7 +125,7 @@ impl Cluster {
         let nodes: Vec<String> = (0..nodes.max(1))
             .map(|index| format!("node-{index}"))
             .collect();
-        let specs: [(&str, &str, &str, (u16, &str), usize); 12] = [
+        let specs: [DeploymentSpec; 12] = [
             ("ingress", "ingress-nginx", "edge", (443, "https"), 2),
             ("shop", "frontend", "web", (8080, "http"), 4),
             ("shop", "cart", "api", (8080, "http"), 3),

@@ -215,10 +215,55 @@ pub struct GraphResult {
 }
 
 /// The held buckets of a time range: (bucket start, slot) in time order and their mask.
+/// Slots follow ring order from the first one, wrapping, so time order is a rotation.
 struct Range {
     slots: Vec<(i64, usize)>,
     mask: SlotBits,
+    /// Slots in the ring.
+    ring_len: usize,
 }
+
+/// The lowest set position in `from..to`.
+fn first_set(bits: &SlotBits, from: usize, to: usize) -> Option<usize> {
+    let mut word = from / 64;
+    while word * 64 < to {
+        let mut value = bits[word];
+        if word == from / 64 {
+            value &= u64::MAX << (from % 64);
+        }
+        if value != 0 {
+            let position = word * 64 + value.trailing_zeros() as usize;
+            return (position < to).then_some(position);
+        }
+        word += 1;
+    }
+    None
+}
+
+/// The highest set position in `from..to`.
+fn last_set(bits: &SlotBits, from: usize, to: usize) -> Option<usize> {
+    if from >= to {
+        return None;
+    }
+    let mut word = (to - 1) / 64;
+    loop {
+        let mut value = bits[word];
+        if word == (to - 1) / 64 && !to.is_multiple_of(64) {
+            value &= u64::MAX >> (64 - to % 64);
+        }
+        if value != 0 {
+            let position = word * 64 + 63 - value.leading_zeros() as usize;
+            return (position >= from).then_some(position);
+        }
+        if word == 0 || word * 64 <= from {
+            return None;
+        }
+        word -= 1;
+    }
+}
+
+type EdgeKey = (String, String, u16, String, Action);
+type EdgeTotals = ([Counters; 2], BTreeSet<String>);
 
 impl Range {
     fn contains(&self, bits: &SlotBits) -> bool {
@@ -227,13 +272,20 @@ impl Range {
 
     /// Earliest and latest held bucket of a key within the range.
     fn bounds(&self, bits: &SlotBits) -> Option<(i64, i64)> {
-        let mut present = self
-            .slots
-            .iter()
-            .filter(|(_, slot)| bits[slot / 64] & (1 << (slot % 64)) != 0);
-        let first = present.next()?.0;
-        let last = present.last().map_or(first, |(bucket, _)| *bucket);
-        Some((first, last + BUCKET_SECONDS))
+        let &(first_bucket, origin) = self.slots.first()?;
+        let mut present = [0u64; MAX_SLOTS / 64];
+        for (word, value) in present.iter_mut().enumerate() {
+            *value = bits[word] & self.mask[word];
+        }
+        let earliest = first_set(&present, origin, self.ring_len)
+            .or_else(|| first_set(&present, 0, origin))?;
+        let latest =
+            last_set(&present, 0, origin).or_else(|| last_set(&present, origin, self.ring_len))?;
+        let time_of = |position: usize| {
+            first_bucket
+                + ((position + self.ring_len - origin) % self.ring_len) as i64 * BUCKET_SECONDS
+        };
+        Some((time_of(earliest), time_of(latest) + BUCKET_SECONDS))
     }
 }
 
@@ -259,7 +311,11 @@ impl BucketRing {
             }
             bucket += BUCKET_SECONDS;
         }
-        Range { slots, mask }
+        Range {
+            slots,
+            mask,
+            ring_len: self.buckets.len(),
+        }
     }
 
     fn ranges(&self, start: i64, end: i64, interval: i64) -> Vec<Range> {
@@ -569,10 +625,7 @@ impl BucketRing {
         let mut nodes: HashMap<String, GraphNode> = HashMap::new();
         // Per edge, totals as reported by each side; the larger is shown so a connection
         // reported by both nodes is not counted twice.
-        let mut edges: HashMap<
-            (String, String, u16, String, Action),
-            ([Counters; 2], BTreeSet<String>),
-        > = HashMap::new();
+        let mut edges: HashMap<EdgeKey, EdgeTotals> = HashMap::new();
         for key_id in self.keys_in(&range, filter) {
             let counters = if key_only {
                 self.counters_over(key_id, &range.slots, &range.mask)

@@ -326,3 +326,20 @@ proptest! {
         prop_assert_eq!(got, expected);
     }
 }
+
+proptest! {
+    /// Start and end of a key over a range are its first and last held bucket, also when the
+    /// range wraps around the end of the ring.
+    #[test]
+    fn bounds_are_the_first_and_last_bucket_held(buckets in proptest::collection::btree_set(0i64..240, 1..20), shift in 0i64..600) {
+        let now = NOW + shift * 15;
+        let mut ring = BucketRing::new(RingConfig::default(), now).unwrap();
+        for bucket in &buckets {
+            ring.ingest(&flow("a", "b", 1, bucket_start(now) - bucket * 15, 1), None, now).unwrap();
+        }
+        let listed = ring.list(&ListQuery { start: 0, end: now + 30, ..all(&ring) });
+        let flow = &listed.flows[0].1;
+        prop_assert_eq!(flow.start_time, bucket_start(now) - buckets.iter().max().unwrap() * 15);
+        prop_assert_eq!(flow.end_time, bucket_start(now) - buckets.iter().min().unwrap() * 15 + 15);
+    }
+}
