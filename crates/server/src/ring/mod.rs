@@ -3,6 +3,7 @@
 //! sets; each distinct key is a compact row of interned ids. Logic only: time comes in as
 //! arguments, and the server wraps this in a lock and a clock.
 
+mod encode;
 mod intern;
 mod query;
 mod view;
@@ -140,6 +141,12 @@ type SlotBits = [u64; MAX_SLOTS / 64];
 struct KeyEntry {
     key: CompactKey,
     hash: u64,
+    /// The canonical encoding, compared on lookup.
+    encoded: Box<[u8]>,
+    /// Seeded hash of the labels, addresses and domains last merged, and their interned ids:
+    /// when an update carries the same and the window holds those ids, nothing is interned.
+    extras_hash: u64,
+    extras: [u32; 5],
     slots: SlotBits,
     windows: u32,
     /// The last (bucket, window) this key merged into: the common case skips the bucket index.
@@ -199,6 +206,9 @@ pub struct BucketRing {
     /// Start of the bucket containing "now".
     current: i64,
     hasher: FixedState,
+    /// Seeded per process so a peer cannot aim updates at hash collisions.
+    extras_hasher: foldhash::fast::RandomState,
+    scratch: Vec<u8>,
     stats: RingStats,
 }
 
@@ -246,6 +256,8 @@ impl BucketRing {
             buckets,
             current: bucket_start(now),
             hasher: FixedState::with_seed(0xca4ac41),
+            extras_hasher: foldhash::fast::RandomState::default(),
+            scratch: Vec::with_capacity(512),
             stats: RingStats::default(),
         })
     }
@@ -302,31 +314,33 @@ impl BucketRing {
             self.expire_slot(slot);
             self.buckets[slot].start = Some(bucket);
         }
-        let key_hash = self.hasher.hash_one(&flow.key);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        encode::encode_key(&flow.key, &mut scratch);
+        let key_hash = self.hasher.hash_one(scratch.as_slice());
         if let Some(peer) = peer {
             let digest = self
                 .hasher
                 .hash_one((peer, key_hash, flow.start_time, flow.end_time));
             if !self.buckets[slot].replays.insert(digest) {
                 self.stats.duplicates += 1;
+                self.scratch = scratch;
                 return Ok(Ingested::Duplicate);
             }
         }
-        let key_id = self.key_id(&flow.key, key_hash);
+        let key_id = self.key_id(&flow.key, key_hash, &scratch);
+        self.scratch = scratch;
         let window_index = self.window_index(key_id, bucket, slot, flow);
-        self.merge_into(slot, window_index, flow);
+        self.merge_into(key_id, slot, window_index, flow);
         self.stats.merged += 1;
         Ok(Ingested::Merged)
     }
 
-    fn key_id(&mut self, key: &FlowKey, hash: u64) -> u32 {
+    fn key_id(&mut self, key: &FlowKey, hash: u64, encoded: &[u8]) -> u32 {
         let keys = &self.keys;
-        let strings = &self.strings;
-        let traces = &self.traces;
         let found = self.key_table.find(hash, |&id| {
-            keys[id as usize].as_ref().is_some_and(|entry| {
-                entry.hash == hash && key_equals(&entry.key, key, strings, traces)
-            })
+            keys[id as usize]
+                .as_ref()
+                .is_some_and(|entry| entry.hash == hash && &*entry.encoded == encoded)
         });
         if let Some(&id) = found {
             return id;
@@ -352,6 +366,9 @@ impl BucketRing {
         let entry = KeyEntry {
             key: compact,
             hash,
+            encoded: Box::from(encoded),
+            extras_hash: 0,
+            extras: [u32::MAX; 5],
             slots: [0; MAX_SLOTS / 64],
             windows: 0,
             recent_bucket: i64::MIN,
@@ -417,9 +434,33 @@ impl BucketRing {
         index
     }
 
-    fn merge_into(&mut self, slot: usize, window_index: u32, flow: &Flow) {
+    fn extras_hash(&self, flow: &Flow) -> u64 {
+        self.extras_hasher.hash_one((
+            &flow.source_labels,
+            &flow.dest_labels,
+            &flow.source_ips,
+            &flow.dest_ips,
+            &flow.dest_domains,
+        ))
+    }
+
+    fn merge_into(&mut self, key_id: u32, slot: usize, window_index: u32, flow: &Flow) {
+        let extras_hash = self.extras_hash(flow);
+        let entry = self.keys[key_id as usize].as_mut().expect("live key");
         let window = &mut self.buckets[slot].windows[window_index as usize];
         window.counters.add(&flow.counters);
+        let held = [
+            window.source_labels,
+            window.dest_labels,
+            window.source_ips,
+            window.dest_ips,
+            window.domains,
+        ];
+        // The steady state: the same labels, addresses and domains as the last update of this
+        // key, already merged into this window. A 64-bit seeded hash stands for equality here.
+        if entry.extras_hash == extras_hash && entry.extras == held {
+            return;
+        }
         for (held, incoming) in [
             (&mut window.source_labels, &flow.source_labels),
             (&mut window.dest_labels, &flow.dest_labels),
@@ -452,6 +493,26 @@ impl BucketRing {
             let id = self.domain_sets.intern(&merged, Clone::clone);
             self.domain_sets.release(window.domains);
             window.domains = id;
+        }
+        // Remember the incoming extras only when the window now holds exactly them, so a hit
+        // on the cache above always means "merging this update changes nothing".
+        let now_held = [
+            window.source_labels,
+            window.dest_labels,
+            window.source_ips,
+            window.dest_ips,
+            window.domains,
+        ];
+        let matches_incoming = self.label_sets.get(now_held[0]) == &flow.source_labels
+            && self.label_sets.get(now_held[1]) == &flow.dest_labels
+            && self.ip_sets.get(now_held[2]) == &flow.source_ips
+            && self.ip_sets.get(now_held[3]) == &flow.dest_ips
+            && self.domain_sets.get(now_held[4]) == &flow.dest_domains;
+        if matches_incoming {
+            entry.extras_hash = extras_hash;
+            entry.extras = now_held;
+        } else {
+            entry.extras = [u32::MAX; 5];
         }
     }
 
@@ -540,30 +601,6 @@ impl BucketRing {
     fn flow_id(&self, key_id: u32) -> i64 {
         (i64::from(self.generations[key_id as usize]) << 32) | i64::from(key_id)
     }
-}
-
-fn key_equals(
-    compact: &CompactKey,
-    key: &FlowKey,
-    strings: &Interner<Box<str>>,
-    traces: &Interner<PolicyTrace>,
-) -> bool {
-    let text = |id: u32| &**strings.get(id);
-    compact.source_type == key.source.kind
-        && compact.dest_type == key.dest.kind
-        && compact.reporter == key.reporter
-        && compact.action == key.action
-        && compact.dest_port == key.dest_port
-        && compact.service_port == key.service.port
-        && text(compact.source_name) == key.source.name
-        && text(compact.dest_name) == key.dest.name
-        && text(compact.source_namespace) == key.source.namespace
-        && text(compact.dest_namespace) == key.dest.namespace
-        && text(compact.service_name) == key.service.name
-        && text(compact.service_namespace) == key.service.namespace
-        && text(compact.service_port_name) == key.service.port_name
-        && text(compact.proto) == key.proto
-        && traces.get(compact.trace) == &key.policies
 }
 
 #[cfg(test)]

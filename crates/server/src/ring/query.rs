@@ -396,17 +396,8 @@ impl BucketRing {
             candidates.truncate(needed);
         }
         candidates.sort_unstable_by(order);
-        let flows = candidates
-            .into_iter()
-            .skip(skip)
-            .filter_map(|candidate| {
-                let range = &ranges[candidate.interval];
-                let flow = candidate
-                    .flow
-                    .or_else(|| self.materialize(candidate.key_id, &range.slots, &range.mask))?;
-                Some((self.flow_id(candidate.key_id), flow))
-            })
-            .collect();
+        let page: Vec<Candidate> = candidates.into_iter().skip(skip).collect();
+        let flows = self.materialize_page(page, &ranges);
         ListResult {
             total_results,
             total_pages,
@@ -414,6 +405,43 @@ impl BucketRing {
             capped,
             flows,
         }
+    }
+
+    /// Flows of a page, in order: per-key lookups for a small page, one sequential pass per
+    /// interval for a large one.
+    fn materialize_page(&self, page: Vec<Candidate>, ranges: &[Range]) -> Vec<(i64, Flow)> {
+        const SEQUENTIAL_FROM: usize = 256;
+        let mut flows: Vec<Option<Flow>> = page
+            .iter()
+            .map(|candidate| candidate.flow.clone())
+            .collect();
+        if page.len() >= SEQUENTIAL_FROM {
+            for (interval, range) in ranges.iter().enumerate() {
+                let members: Vec<usize> = (0..page.len())
+                    .filter(|&i| page[i].interval == interval && flows[i].is_none())
+                    .collect();
+                if members.is_empty() {
+                    continue;
+                }
+                let wanted: Vec<u32> = members.iter().map(|&i| page[i].key_id).collect();
+                for (member, flow) in members.into_iter().zip(self.materialize_many(
+                    &wanted,
+                    &range.slots,
+                    &range.mask,
+                )) {
+                    flows[member] = flow;
+                }
+            }
+        }
+        page.iter()
+            .zip(flows)
+            .filter_map(|(candidate, flow)| {
+                let range = &ranges[candidate.interval];
+                let flow =
+                    flow.or_else(|| self.materialize(candidate.key_id, &range.slots, &range.mask))?;
+                Some((self.flow_id(candidate.key_id), flow))
+            })
+            .collect()
     }
 
     fn compare(&self, sort: SortOrder, a: &Candidate, b: &Candidate) -> std::cmp::Ordering {

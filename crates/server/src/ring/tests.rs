@@ -307,21 +307,37 @@ proptest! {
     #[test]
     fn list_equals_a_naive_group_by(updates in proptest::collection::vec((0usize..6, 0usize..3, 0i64..20, 1u64..1000), 1..80)) {
         let mut ring = BucketRing::new(RingConfig::default(), NOW).unwrap();
-        let mut expected: BTreeMap<(String, u16), (u64, i64, i64)> = BTreeMap::new();
+        type Expected = (u64, i64, i64, Option<Labels>, Vec<std::net::IpAddr>);
+        let mut expected: BTreeMap<(String, u16), Expected> = BTreeMap::new();
         for (source, dest, bucket, bytes) in updates {
             let start = bucket_start(NOW) - bucket * 15 + (bytes as i64 % 15);
-            let update = flow(&format!("src-{source}"), "dst", dest as u16, start, bytes);
+            let mut update = flow(&format!("src-{source}"), "dst", dest as u16, start, bytes);
+            // Labels and addresses vary between updates of one key.
+            if bytes % 3 == 0 {
+                update.source_labels = Labels::new(vec!["team=web".into(), format!("v={}", bytes % 2)]);
+                update.source_ips = IpSet::from_members([format!("10.0.0.{}", bytes % 7).parse().unwrap()]);
+            }
             ring.ingest(&update, None, NOW).unwrap();
-            let entry = expected.entry((update.key.source.name.clone(), dest as u16)).or_insert((0, i64::MAX, i64::MIN));
+            let entry = expected.entry((update.key.source.name.clone(), dest as u16)).or_insert((0, i64::MAX, i64::MIN, None, vec![]));
             entry.0 += bytes;
             entry.1 = entry.1.min(bucket_start(start));
             entry.2 = entry.2.max(bucket_start(start) + 15);
+            entry.3 = Some(match &entry.3 {
+                Some(labels) => labels.intersect(&update.source_labels),
+                None => update.source_labels.clone(),
+            });
+            entry.4.extend(update.source_ips.members().iter().copied());
+            entry.4.sort();
+            entry.4.dedup();
         }
-        let got: BTreeMap<(String, u16), (u64, i64, i64)> = ring
+        let got: BTreeMap<(String, u16), Expected> = ring
             .list(&all(&ring))
             .flows
             .into_iter()
-            .map(|(_, f)| ((f.key.source.name, f.key.dest_port), (f.counters.bytes_out, f.start_time, f.end_time)))
+            .map(|(_, f)| {
+                let ips = f.source_ips.members().to_vec();
+                ((f.key.source.name, f.key.dest_port), (f.counters.bytes_out, f.start_time, f.end_time, Some(f.source_labels), ips))
+            })
             .collect();
         prop_assert_eq!(got, expected);
     }
@@ -342,4 +358,40 @@ proptest! {
         prop_assert_eq!(flow.start_time, bucket_start(now) - buckets.iter().max().unwrap() * 15);
         prop_assert_eq!(flow.end_time, bucket_start(now) - buckets.iter().min().unwrap() * 15 + 15);
     }
+}
+
+#[test]
+fn large_pages_aggregate_sequentially_with_the_same_result_as_per_key_lookups() {
+    let mut ring = BucketRing::new(RingConfig::default(), NOW).unwrap();
+    for key in 0..400u64 {
+        for bucket in 0..(1 + key % 5) as i64 {
+            let mut update = flow(
+                &format!("src-{key}"),
+                "dst",
+                (key % 7) as u16,
+                bucket_start(NOW) - bucket * 15,
+                key + 1,
+            );
+            if (key + bucket as u64) % 3 == 0 {
+                update.source_labels = Labels::new(vec!["team=web".into()]);
+                update.dest_ips =
+                    IpSet::from_members([format!("10.1.0.{}", bucket).parse().unwrap()]);
+            }
+            ring.ingest(&update, None, NOW).unwrap();
+        }
+    }
+    let everything = ring.list(&all(&ring));
+    assert_eq!(everything.flows.len(), 400);
+    let mut paged = Vec::new();
+    for page in 0..4 {
+        paged.extend(
+            ring.list(&ListQuery {
+                page,
+                page_size: 100,
+                ..all(&ring)
+            })
+            .flows,
+        );
+    }
+    assert_eq!(everything.flows, paged);
 }

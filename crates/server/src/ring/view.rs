@@ -119,50 +119,146 @@ impl BucketRing {
     ) -> Option<Flow> {
         let entry = self.keys[key_id as usize].as_ref()?;
         let mut flow: Option<Flow> = None;
+        // Interned ids already merged: a window holding the same sets adds nothing but counters.
+        let mut seen = [u32::MAX; 5];
         for &(bucket, slot) in slots {
-            if mask[slot / 64] & (1 << (slot % 64)) == 0
-                || entry.slots[slot / 64] & (1 << (slot % 64)) == 0
-            {
+            if mask[slot / 64] & entry.slots[slot / 64] & (1 << (slot % 64)) == 0 {
                 continue;
             }
             let Some(window) = self.window_in(key_id, slot) else {
                 continue;
             };
-            match &mut flow {
-                None => {
-                    flow = Some(Flow {
-                        key: self.resolve_key(&entry.key),
-                        start_time: bucket,
-                        end_time: bucket + caracal_flow::time::BUCKET_SECONDS,
-                        source_labels: self.label_sets.get(window.source_labels).clone(),
-                        dest_labels: self.label_sets.get(window.dest_labels).clone(),
-                        counters: window.counters,
-                        source_ips: self.ip_sets.get(window.source_ips).clone(),
-                        dest_ips: self.ip_sets.get(window.dest_ips).clone(),
-                        dest_domains: self.domain_sets.get(window.domains).clone(),
-                    });
-                }
-                Some(flow) => {
-                    flow.start_time = flow.start_time.min(bucket);
-                    flow.end_time = flow
-                        .end_time
-                        .max(bucket + caracal_flow::time::BUCKET_SECONDS);
-                    flow.counters.add(&window.counters);
-                    flow.source_labels = flow
-                        .source_labels
-                        .intersect(self.label_sets.get(window.source_labels));
-                    flow.dest_labels = flow
-                        .dest_labels
-                        .intersect(self.label_sets.get(window.dest_labels));
-                    flow.source_ips
-                        .union_with(self.ip_sets.get(window.source_ips));
-                    flow.dest_ips.union_with(self.ip_sets.get(window.dest_ips));
-                    flow.dest_domains
-                        .union_with(self.domain_sets.get(window.domains));
-                }
+            let ids = [
+                window.source_labels,
+                window.dest_labels,
+                window.source_ips,
+                window.dest_ips,
+                window.domains,
+            ];
+            let Some(flow) = &mut flow else {
+                seen = ids;
+                flow = Some(Flow {
+                    key: self.resolve_key(&entry.key),
+                    start_time: bucket,
+                    end_time: bucket + caracal_flow::time::BUCKET_SECONDS,
+                    source_labels: self.label_sets.get(window.source_labels).clone(),
+                    dest_labels: self.label_sets.get(window.dest_labels).clone(),
+                    counters: window.counters,
+                    source_ips: self.ip_sets.get(window.source_ips).clone(),
+                    dest_ips: self.ip_sets.get(window.dest_ips).clone(),
+                    dest_domains: self.domain_sets.get(window.domains).clone(),
+                });
+                continue;
+            };
+            flow.start_time = flow.start_time.min(bucket);
+            flow.end_time = flow
+                .end_time
+                .max(bucket + caracal_flow::time::BUCKET_SECONDS);
+            flow.counters.add(&window.counters);
+            if ids[0] != seen[0] {
+                flow.source_labels = flow
+                    .source_labels
+                    .intersect(self.label_sets.get(window.source_labels));
             }
+            if ids[1] != seen[1] {
+                flow.dest_labels = flow
+                    .dest_labels
+                    .intersect(self.label_sets.get(window.dest_labels));
+            }
+            if ids[2] != seen[2] {
+                flow.source_ips
+                    .union_with(self.ip_sets.get(window.source_ips));
+            }
+            if ids[3] != seen[3] {
+                flow.dest_ips.union_with(self.ip_sets.get(window.dest_ips));
+            }
+            if ids[4] != seen[4] {
+                flow.dest_domains
+                    .union_with(self.domain_sets.get(window.domains));
+            }
+            seen = ids;
         }
         flow
+    }
+
+    /// Flows of many keys at once over the masked slots: one sequential pass over each bucket's
+    /// windows instead of a hashed lookup per (key, bucket). `wanted` holds the key ids.
+    pub(super) fn materialize_many(
+        &self,
+        wanted: &[u32],
+        slots: &[(i64, usize)],
+        mask: &SlotBits,
+    ) -> Vec<Option<Flow>> {
+        const NONE: u32 = u32::MAX;
+        let mut position = vec![NONE; self.keys.len()];
+        for (index, &key_id) in wanted.iter().enumerate() {
+            position[key_id as usize] = index as u32;
+        }
+        let mut flows: Vec<Option<Flow>> = vec![None; wanted.len()];
+        let mut seen = vec![[u32::MAX; 5]; wanted.len()];
+        for &(bucket, slot) in slots {
+            if mask[slot / 64] & (1 << (slot % 64)) == 0 {
+                continue;
+            }
+            for window in &self.buckets[slot].windows {
+                let index = position[window.key as usize];
+                if index == NONE {
+                    continue;
+                }
+                let index = index as usize;
+                let ids = [
+                    window.source_labels,
+                    window.dest_labels,
+                    window.source_ips,
+                    window.dest_ips,
+                    window.domains,
+                ];
+                let end = bucket + caracal_flow::time::BUCKET_SECONDS;
+                match &mut flows[index] {
+                    None => {
+                        let entry = self.keys[window.key as usize]
+                            .as_ref()
+                            .expect("window of a live key");
+                        flows[index] = Some(Flow {
+                            key: self.resolve_key(&entry.key),
+                            start_time: bucket,
+                            end_time: end,
+                            source_labels: self.label_sets.get(ids[0]).clone(),
+                            dest_labels: self.label_sets.get(ids[1]).clone(),
+                            counters: window.counters,
+                            source_ips: self.ip_sets.get(ids[2]).clone(),
+                            dest_ips: self.ip_sets.get(ids[3]).clone(),
+                            dest_domains: self.domain_sets.get(ids[4]).clone(),
+                        });
+                    }
+                    Some(flow) => {
+                        flow.start_time = flow.start_time.min(bucket);
+                        flow.end_time = flow.end_time.max(end);
+                        flow.counters.add(&window.counters);
+                        let previous = seen[index];
+                        if ids[0] != previous[0] {
+                            flow.source_labels =
+                                flow.source_labels.intersect(self.label_sets.get(ids[0]));
+                        }
+                        if ids[1] != previous[1] {
+                            flow.dest_labels =
+                                flow.dest_labels.intersect(self.label_sets.get(ids[1]));
+                        }
+                        if ids[2] != previous[2] {
+                            flow.source_ips.union_with(self.ip_sets.get(ids[2]));
+                        }
+                        if ids[3] != previous[3] {
+                            flow.dest_ips.union_with(self.ip_sets.get(ids[3]));
+                        }
+                        if ids[4] != previous[4] {
+                            flow.dest_domains.union_with(self.domain_sets.get(ids[4]));
+                        }
+                    }
+                }
+                seen[index] = ids;
+            }
+        }
+        flows
     }
 
     /// Summed counters of `key_id` over the masked slots, without materializing.
