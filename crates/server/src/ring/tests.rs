@@ -313,7 +313,7 @@ proptest! {
             let start = bucket_start(NOW) - bucket * 15 + (bytes as i64 % 15);
             let mut update = flow(&format!("src-{source}"), "dst", dest as u16, start, bytes);
             // Labels and addresses vary between updates of one key.
-            if bytes % 3 == 0 {
+            if bytes.is_multiple_of(3) {
                 update.source_labels = Labels::new(vec!["team=web".into(), format!("v={}", bytes % 2)]);
                 update.source_ips = IpSet::from_members([format!("10.0.0.{}", bytes % 7).parse().unwrap()]);
             }
@@ -372,7 +372,7 @@ fn large_pages_aggregate_sequentially_with_the_same_result_as_per_key_lookups() 
                 bucket_start(NOW) - bucket * 15,
                 key + 1,
             );
-            if (key + bucket as u64) % 3 == 0 {
+            if (key + bucket as u64).is_multiple_of(3) {
                 update.source_labels = Labels::new(vec!["team=web".into()]);
                 update.dest_ips =
                     IpSet::from_members([format!("10.1.0.{}", bucket).parse().unwrap()]);
