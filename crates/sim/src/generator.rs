@@ -240,85 +240,113 @@ impl Generator {
     }
 }
 
-/// `distinct` flows with distinct keys shaped like a large cluster's (3–8 labels per side,
-/// 1–3 policy hits, service fields, bounded address sets), for benchmarks.
+/// `distinct` flows with distinct keys shaped like a large cluster's, for benchmarks: keys are
+/// combinations of about `distinct / 8` workloads (each with 3–8 labels and 1–3 pod
+/// addresses), ports, reporters and verdicts, with 1–3 policy hits; labels and addresses
+/// belong to workloads, as in a real cluster.
 pub fn keyspace(seed: u64, distinct: usize) -> Vec<Flow> {
+    struct Workload {
+        namespace: String,
+        name: String,
+        labels: Labels,
+        addresses: IpSet,
+    }
     let mut rng = SmallRng::seed_from_u64(seed);
-    let namespaces: Vec<String> = (0..40).map(|index| format!("team-{index:02}")).collect();
+    let workload_count = (distinct / 8).max(16);
+    let workloads: Vec<Workload> = (0..workload_count)
+        .map(|index| {
+            let namespace = format!("team-{:02}", index % 40);
+            let app = format!("svc-{index:x}");
+            let name = format!("{app}-{:08x}-*", rng.gen::<u32>());
+            let count = rng.gen_range(3..=8);
+            let mut labels = vec![
+                format!("app={app}"),
+                format!("team={}", index % 40),
+                "app.kubernetes.io/managed-by=helm".to_string(),
+            ];
+            labels.extend(
+                (3..count).map(|extra| format!("label-{extra}=value-{}", rng.gen_range(0..5))),
+            );
+            let pods = rng.gen_range(1..=3);
+            let addresses = IpSet::from_members(
+                (0..pods).map(|_| IpAddr::V4(Ipv4Addr::new(10, 244, rng.gen(), rng.gen()))),
+            );
+            Workload {
+                namespace,
+                name,
+                labels: Labels::new(labels),
+                addresses,
+            }
+        })
+        .collect();
     let tiers = ["security", "platform", "default"];
+    let ports = [80u16, 443, 5432, 6379, 8080, 9090];
     (0..distinct)
         .map(|index| {
-            let source_namespace = &namespaces[index % namespaces.len()];
-            let dest_namespace = &namespaces[(index / 7) % namespaces.len()];
-            let workload = |rng: &mut SmallRng, kind: &str| {
-                format!("{kind}-{index:x}{:04x}-*", rng.gen_range(0..0xffffu32))
+            let source = &workloads[index % workload_count];
+            let rest = index / workload_count;
+            let dest_index =
+                (index % workload_count + 1 + rest % (workload_count - 1)) % workload_count;
+            let dest = &workloads[dest_index];
+            let variant = rest / (workload_count - 1);
+            let port = ports[variant % ports.len()];
+            let reporter = if (variant / ports.len()) % 2 == 0 {
+                Reporter::Src
+            } else {
+                Reporter::Dst
             };
-            let labels = |rng: &mut SmallRng, app: &str| {
-                let count = rng.gen_range(3..=8);
-                let mut labels = vec![
-                    format!("app={app}"),
-                    format!("team={}", rng.gen_range(0..20)),
-                    "app.kubernetes.io/managed-by=helm".to_string(),
-                ];
-                labels.extend(
-                    (3..count).map(|extra| format!("label-{extra}=value-{}", rng.gen_range(0..5))),
-                );
-                labels
+            let action = if (variant / ports.len() / 2) % 2 == 0 {
+                Action::Allow
+            } else {
+                Action::Deny
             };
-            let hits = rng.gen_range(1..=3);
-            let mut enforced: Vec<PolicyHit> = Vec::new();
-            for position in 0..hits {
-                let tier = tiers[position.min(2)];
-                let text = if position + 1 == hits {
-                    format!(
-                        "{position}|{tier}|knp:{dest_namespace}/allow-{}|allow|{}",
-                        index % 50,
-                        index % 3
-                    )
-                } else {
-                    format!("{position}|{tier}|gnp:{tier}.pass-{}|pass|0", index % 5)
-                };
-                enforced.push(text.parse().expect("generated hit"));
-            }
-            let source_name = workload(&mut rng, "svc");
-            let dest_name = workload(&mut rng, "api");
-            let port = [80u16, 443, 5432, 6379, 8080, 9090][index % 6];
-            let address =
-                |rng: &mut SmallRng| IpAddr::V4(Ipv4Addr::new(10, 244, rng.gen(), rng.gen()));
-            let source_labels = labels(&mut rng, &source_name);
-            let dest_labels = labels(&mut rng, &dest_name);
-            let source_ips = IpSet::from_members([address(&mut rng)]);
-            let dest_ips = IpSet::from_members([address(&mut rng), address(&mut rng)]);
+            let hits = 1 + dest_index % 3;
+            let enforced: Vec<PolicyHit> = (0..hits)
+                .map(|position| {
+                    let tier = tiers[position.min(2)];
+                    let text = if position + 1 == hits {
+                        let verdict = if action == Action::Allow {
+                            "allow"
+                        } else {
+                            "deny"
+                        };
+                        format!(
+                            "{position}|{tier}|knp:{}/allow-{}|{verdict}|{}",
+                            dest.namespace,
+                            dest_index % 50,
+                            index % 3
+                        )
+                    } else {
+                        format!(
+                            "{position}|{tier}|gnp:{tier}.pass-{}|pass|0",
+                            dest_index % 5
+                        )
+                    };
+                    text.parse().expect("generated hit")
+                })
+                .collect();
             Flow {
                 key: FlowKey {
                     source: Endpoint {
                         kind: EndpointType::Workload,
-                        namespace: source_namespace.clone(),
-                        name: source_name,
+                        namespace: source.namespace.clone(),
+                        name: source.name.clone(),
                     },
                     dest: Endpoint {
                         kind: EndpointType::Workload,
-                        namespace: dest_namespace.clone(),
-                        name: dest_name.clone(),
+                        namespace: dest.namespace.clone(),
+                        name: dest.name.clone(),
                     },
                     dest_port: port,
                     service: ServiceRef {
-                        name: dest_name.trim_end_matches("-*").to_string(),
-                        namespace: dest_namespace.clone(),
+                        name: dest.name.trim_end_matches("-*").to_string(),
+                        namespace: dest.namespace.clone(),
                         port_name: "http".into(),
                         port,
                     },
                     proto: if index % 10 == 0 { "udp" } else { "tcp" }.to_string(),
-                    reporter: if index % 2 == 0 {
-                        Reporter::Src
-                    } else {
-                        Reporter::Dst
-                    },
-                    action: if index % 9 == 0 {
-                        Action::Deny
-                    } else {
-                        Action::Allow
-                    },
+                    reporter,
+                    action,
                     policies: PolicyTrace {
                         enforced,
                         pending: vec![],
@@ -326,8 +354,8 @@ pub fn keyspace(seed: u64, distinct: usize) -> Vec<Flow> {
                 },
                 start_time: 0,
                 end_time: 15,
-                source_labels: Labels::new(source_labels),
-                dest_labels: Labels::new(dest_labels),
+                source_labels: source.labels.clone(),
+                dest_labels: dest.labels.clone(),
                 counters: Counters {
                     bytes_in: rng.gen_range(100..100_000),
                     bytes_out: rng.gen_range(100..100_000),
@@ -337,8 +365,8 @@ pub fn keyspace(seed: u64, distinct: usize) -> Vec<Flow> {
                     connections_completed: 1,
                     connections_live: 1,
                 },
-                source_ips,
-                dest_ips,
+                source_ips: source.addresses.clone(),
+                dest_ips: dest.addresses.clone(),
                 dest_domains: DomainSet::default(),
             }
         })
@@ -391,8 +419,10 @@ mod tests {
 
     #[test]
     fn keyspace_keys_are_distinct() {
-        let flows = keyspace(3, 5000);
-        let keys: std::collections::HashSet<_> = flows.iter().map(|f| f.key.clone()).collect();
-        assert_eq!(keys.len(), 5000);
+        for distinct in [100, 5000, 50_000] {
+            let flows = keyspace(3, distinct);
+            let keys: std::collections::HashSet<_> = flows.iter().map(|f| f.key.clone()).collect();
+            assert_eq!(keys.len(), distinct);
+        }
     }
 }
