@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Flow updates decode into many small strings; mimalloc's per-thread free lists cost a
+/// fraction of glibc malloc's consolidation for that pattern (bench/RESULTS.md, gRPC ingest).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Network flow visibility for Kubernetes: flow logs with Kubernetes metadata and policy traces.
 #[derive(Parser)]
 #[command(name = "caracal", version, about, propagate_version = true)]

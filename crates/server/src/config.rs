@@ -176,8 +176,12 @@ impl Server {
             let routes = GrpcApi::new(hub.clone()).router();
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
             tokio::spawn(async move {
+                // Batches of thousands of updates are hundreds of kilobytes: HTTP/2's default
+                // 64 KiB windows would stall every sender on window updates.
                 tonic::transport::Server::builder()
                     .tcp_nodelay(true)
+                    .initial_stream_window_size(Some(8 << 20))
+                    .initial_connection_window_size(Some(16 << 20))
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = stopped.changed().await;

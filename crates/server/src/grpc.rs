@@ -318,36 +318,33 @@ impl wire::flow_collector_server::FlowCollector for GrpcApi {
         request: Request<Streaming<wire::FlowUpdate>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
         let peer = peer_identity(request.remote_addr());
-        let mut updates = request.into_inner();
+        let updates = request.into_inner();
         let hub = self.hub.clone();
-        let (sender, receiver) = mpsc::channel(1024);
-        tokio::spawn(async move {
-            while let Some(message) = updates.next().await {
-                let update = match message {
-                    Ok(update) => update,
-                    Err(status) => {
-                        hub.count_invalid("malformed_message");
-                        tracing::debug!(%status, "flow collector stream ended with an error");
-                        let _ = sender.send(Err(status)).await;
-                        return;
-                    }
-                };
-                bump(&hub.metrics.received_goldmane);
-                match update.flow.map(Flow::try_from) {
-                    Some(Ok(flow)) => {
-                        // Out-of-window updates are counted by the ring and still receipted:
-                        // Felix waits for each receipt, and resending would not help.
-                        let _ = hub.ingest_one(&flow, Some(peer));
-                    }
-                    Some(Err(error)) => hub.count_invalid(&error.metric_reason()),
-                    None => hub.count_invalid("missing_flow"),
+        // Each update is merged as the response stream polls for its receipt: no task hop and
+        // no channel between reading an update and answering it, which is what a lock-step
+        // client (Felix) waits on.
+        let receipts = updates.map(move |message| {
+            let update = match message {
+                Ok(update) => update,
+                Err(status) => {
+                    hub.count_invalid("malformed_message");
+                    tracing::debug!(%status, "flow collector stream ended with an error");
+                    return Err(status);
                 }
-                if sender.send(Ok(wire::FlowReceipt {})).await.is_err() {
-                    return;
+            };
+            bump(&hub.metrics.received_goldmane);
+            match update.flow.map(Flow::try_from) {
+                Some(Ok(flow)) => {
+                    // Out-of-window updates are counted by the ring and still receipted: Felix
+                    // waits for each receipt, and resending would not help.
+                    let _ = hub.ingest_one(&flow, Some(peer));
                 }
+                Some(Err(error)) => hub.count_invalid(&error.metric_reason()),
+                None => hub.count_invalid("missing_flow"),
             }
+            Ok(wire::FlowReceipt {})
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(receipts)))
     }
 }
 
@@ -427,55 +424,48 @@ impl caracal::ingest_server::Ingest for GrpcApi {
             .remote_addr()
             .map(|address| address.ip().to_string())
             .unwrap_or_default();
-        let mut batches = request.into_inner();
+        let batches = request.into_inner();
         let hub = self.hub.clone();
-        let (sender, receiver) = mpsc::channel(256);
-        tokio::spawn(async move {
-            while let Some(message) = batches.next().await {
-                let batch = match message {
-                    Ok(batch) => batch,
-                    Err(status) => {
-                        hub.count_invalid("malformed_message");
-                        let _ = sender.send(Err(status)).await;
-                        return;
-                    }
-                };
-                bump(&hub.metrics.batches);
-                hub.metrics
-                    .received_batched
-                    .fetch_add(batch.flows.len() as u64, Ordering::Relaxed);
-                let decoded: Vec<Result<Flow, String>> = batch
-                    .flows
-                    .into_iter()
-                    .map(|flow| {
-                        Flow::try_from(flow).map_err(|error| {
-                            hub.count_invalid(&error.metric_reason());
-                            error.to_string()
-                        })
-                    })
-                    .collect();
-                let sender_id = if batch.sender.is_empty() {
-                    String::new()
-                } else {
-                    format!("{}@{}", batch.sender, peer)
-                };
-                let outcome = hub.ingest_batch(&sender_id, batch.sequence, decoded);
-                let ack = caracal::BatchAck {
-                    sequence: batch.sequence,
-                    accepted: outcome.accepted,
-                    rejected: outcome.rejections.len() as u32,
-                    rejections: outcome
-                        .rejections
-                        .into_iter()
-                        .map(|(index, reason)| caracal::Rejection { index, reason })
-                        .collect(),
-                    duplicate: outcome.duplicate,
-                };
-                if sender.send(Ok(ack)).await.is_err() {
-                    return;
+        let acks = batches.map(move |message| {
+            let batch = match message {
+                Ok(batch) => batch,
+                Err(status) => {
+                    hub.count_invalid("malformed_message");
+                    return Err(status);
                 }
-            }
+            };
+            bump(&hub.metrics.batches);
+            hub.metrics
+                .received_batched
+                .fetch_add(batch.flows.len() as u64, Ordering::Relaxed);
+            let decoded: Vec<Result<Flow, String>> = batch
+                .flows
+                .into_iter()
+                .map(|flow| {
+                    Flow::try_from(flow).map_err(|error| {
+                        hub.count_invalid(&error.metric_reason());
+                        error.to_string()
+                    })
+                })
+                .collect();
+            let sender_id = if batch.sender.is_empty() {
+                String::new()
+            } else {
+                format!("{}@{}", batch.sender, peer)
+            };
+            let outcome = hub.ingest_batch(&sender_id, batch.sequence, decoded);
+            Ok(caracal::BatchAck {
+                sequence: batch.sequence,
+                accepted: outcome.accepted,
+                rejected: outcome.rejections.len() as u32,
+                rejections: outcome
+                    .rejections
+                    .into_iter()
+                    .map(|(index, reason)| caracal::Rejection { index, reason })
+                    .collect(),
+                duplicate: outcome.duplicate,
+            })
         });
-        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+        Ok(Response::new(Box::pin(acks)))
     }
 }

@@ -290,12 +290,12 @@ pub fn keyspace(seed: u64, distinct: usize) -> Vec<Flow> {
             let dest = &workloads[dest_index];
             let variant = rest / (workload_count - 1);
             let port = ports[variant % ports.len()];
-            let reporter = if (variant / ports.len()) % 2 == 0 {
+            let reporter = if (variant / ports.len()).is_multiple_of(2) {
                 Reporter::Src
             } else {
                 Reporter::Dst
             };
-            let action = if (variant / ports.len() / 2) % 2 == 0 {
+            let action = if (variant / ports.len() / 2).is_multiple_of(2) {
                 Action::Allow
             } else {
                 Action::Deny
@@ -344,7 +344,12 @@ pub fn keyspace(seed: u64, distinct: usize) -> Vec<Flow> {
                         port_name: "http".into(),
                         port,
                     },
-                    proto: if index % 10 == 0 { "udp" } else { "tcp" }.to_string(),
+                    proto: if index.is_multiple_of(10) {
+                        "udp"
+                    } else {
+                        "tcp"
+                    }
+                    .to_string(),
                     reporter,
                     action,
                     policies: PolicyTrace {
