@@ -102,6 +102,11 @@ impl<T: Hash + Eq + HeapSize> Interner<T> {
         id
     }
 
+    /// Takes another reference to a live `id`.
+    pub fn retain(&mut self, id: u32) {
+        self.slots[id as usize].references += 1;
+    }
+
     /// Drops one reference; the value is freed with the last.
     pub fn release(&mut self, id: u32) {
         let slot = &mut self.slots[id as usize];

@@ -329,8 +329,9 @@ impl BucketRing {
         }
         let key_id = self.key_id(&flow.key, key_hash, &scratch);
         self.scratch = scratch;
-        let window_index = self.window_index(key_id, bucket, slot, flow);
-        self.merge_into(key_id, slot, window_index, flow);
+        let extras_hash = self.extras_hash(flow);
+        let window_index = self.window_index(key_id, bucket, slot, flow, extras_hash);
+        self.merge_into(key_id, slot, window_index, flow, extras_hash);
         self.stats.merged += 1;
         Ok(Ingested::Merged)
     }
@@ -393,7 +394,14 @@ impl BucketRing {
         id
     }
 
-    fn window_index(&mut self, key_id: u32, bucket: i64, slot: usize, flow: &Flow) -> u32 {
+    fn window_index(
+        &mut self,
+        key_id: u32,
+        bucket: i64,
+        slot: usize,
+        flow: &Flow,
+        extras_hash: u64,
+    ) -> u32 {
         let entry = self.keys[key_id as usize].as_mut().expect("live key");
         if entry.recent_bucket == bucket {
             return entry.recent_window;
@@ -409,14 +417,35 @@ impl BucketRing {
         entry.slots[slot / 64] |= 1 << (slot % 64);
         entry.windows += 1;
         entry.recent_bucket = bucket;
-        let window = Window {
-            key: key_id,
-            source_labels: self.label_sets.intern(&flow.source_labels, Clone::clone),
-            dest_labels: self.label_sets.intern(&flow.dest_labels, Clone::clone),
-            source_ips: self.ip_sets.intern(&flow.source_ips, Clone::clone),
-            dest_ips: self.ip_sets.intern(&flow.dest_ips, Clone::clone),
-            domains: self.domain_sets.intern(&flow.dest_domains, Clone::clone),
-            counters: Counters::default(),
+        let cached = (entry.extras_hash == extras_hash && entry.extras[0] != u32::MAX)
+            .then_some(entry.extras);
+        let window = match cached {
+            // The same labels, addresses and domains as this key's last update: share its sets.
+            Some(ids) => {
+                self.label_sets.retain(ids[0]);
+                self.label_sets.retain(ids[1]);
+                self.ip_sets.retain(ids[2]);
+                self.ip_sets.retain(ids[3]);
+                self.domain_sets.retain(ids[4]);
+                Window {
+                    key: key_id,
+                    source_labels: ids[0],
+                    dest_labels: ids[1],
+                    source_ips: ids[2],
+                    dest_ips: ids[3],
+                    domains: ids[4],
+                    counters: Counters::default(),
+                }
+            }
+            None => Window {
+                key: key_id,
+                source_labels: self.label_sets.intern(&flow.source_labels, Clone::clone),
+                dest_labels: self.label_sets.intern(&flow.dest_labels, Clone::clone),
+                source_ips: self.ip_sets.intern(&flow.source_ips, Clone::clone),
+                dest_ips: self.ip_sets.intern(&flow.dest_ips, Clone::clone),
+                domains: self.domain_sets.intern(&flow.dest_domains, Clone::clone),
+                counters: Counters::default(),
+            },
         };
         let bucket_ref = &mut self.buckets[slot];
         let index = u32::try_from(bucket_ref.windows.len()).expect("fewer than 2^32 windows");
@@ -444,8 +473,14 @@ impl BucketRing {
         ))
     }
 
-    fn merge_into(&mut self, key_id: u32, slot: usize, window_index: u32, flow: &Flow) {
-        let extras_hash = self.extras_hash(flow);
+    fn merge_into(
+        &mut self,
+        key_id: u32,
+        slot: usize,
+        window_index: u32,
+        flow: &Flow,
+        extras_hash: u64,
+    ) {
         let entry = self.keys[key_id as usize].as_mut().expect("live key");
         let window = &mut self.buckets[slot].windows[window_index as usize];
         window.counters.add(&flow.counters);
@@ -536,6 +571,17 @@ impl BucketRing {
                 .expect("window of a live key");
             entry.slots[slot / 64] &= !(1 << (slot % 64));
             entry.windows -= 1;
+            // The sets this window held may be freed now: the key's cache must not name them.
+            let held = [
+                window.source_labels,
+                window.dest_labels,
+                window.source_ips,
+                window.dest_ips,
+                window.domains,
+            ];
+            if entry.extras == held {
+                entry.extras = [u32::MAX; 5];
+            }
             entry.recent_bucket = i64::MIN;
             if entry.windows == 0 {
                 self.remove_key(window.key);

@@ -395,3 +395,40 @@ fn large_pages_aggregate_sequentially_with_the_same_result_as_per_key_lookups() 
     }
     assert_eq!(everything.flows, paged);
 }
+
+#[test]
+fn cached_sets_stay_valid_across_expiry_and_reuse() {
+    let mut ring = BucketRing::new(
+        RingConfig {
+            hot_buckets: 2,
+            max_page_size: 100,
+        },
+        NOW,
+    )
+    .unwrap();
+    let mut now = NOW;
+    for round in 0..12i64 {
+        // Alternate two label sets so freed ids get reused by other contents.
+        let mut update = flow("a", "b", 1, now, 1);
+        update.source_labels = Labels::new(vec![format!("round={}", round % 3)]);
+        ring.ingest(&update, None, now).unwrap();
+        let mut other = flow("c", "d", 2, now, 1);
+        other.source_labels = Labels::new(vec![format!("other={round}")]);
+        ring.ingest(&other, None, now).unwrap();
+        let listed = ring.list(&ListQuery {
+            start: bucket_start(now),
+            end: now + 15,
+            ..all(&ring)
+        });
+        let a = listed
+            .flows
+            .iter()
+            .find(|(_, f)| f.key.source.name == "a")
+            .unwrap();
+        assert_eq!(
+            a.1.source_labels.as_slice(),
+            [format!("round={}", round % 3)]
+        );
+        now += 15 * (1 + round % 3);
+    }
+}
