@@ -1,0 +1,204 @@
+//! End-to-end tests of the `caracal` binary: real processes, real ports (0), temp dirs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_caracal");
+
+/// A `caracal server` process on ephemeral ports, killed on drop.
+struct ServerProcess {
+    child: Child,
+    http: String,
+    grpc: String,
+    _data: tempfile::TempDir,
+}
+
+impl ServerProcess {
+    fn start() -> ServerProcess {
+        let data = tempfile::tempdir().unwrap();
+        let mut child = Command::new(BINARY)
+            .args([
+                "server",
+                "--http",
+                "127.0.0.1:0",
+                "--grpc",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data.path())
+            .env("CARACAL_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut http, mut grpc) = (String::new(), String::new());
+        while Instant::now() < deadline && grpc.is_empty() {
+            let Some(Ok(line)) = lines.next() else { break };
+            let field = |name: &str| {
+                line.split(&format!("{name}="))
+                    .nth(1)
+                    .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string())
+            };
+            if let (Some(h), Some(g)) = (field("http"), field("grpc")) {
+                http = h;
+                grpc = g;
+            }
+        }
+        assert!(!grpc.is_empty(), "the server printed its addresses");
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServerProcess {
+            child,
+            http,
+            grpc,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BINARY).args(args).output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_bad_config_file_names_the_file_line_and_key() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("caracal.yaml");
+    std::fs::write(&path, "http: 127.0.0.1:0\nhot_bukets: 10\n").unwrap();
+    let (code, _, stderr) = run(&["server", "--config", path.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("caracal.yaml")
+            && stderr.contains("unknown field `hot_bukets`")
+            && stderr.contains("line 2"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::write(&path, "hot_buckets: 999\ndata: ").unwrap();
+    let (code, _, stderr) = run(&[
+        "server",
+        "--config",
+        path.to_str().unwrap(),
+        "--http",
+        "127.0.0.1:0",
+        "--grpc",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("hot_buckets must be between 1 and 254, got 999"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_flags_say_which_and_why() {
+    let (code, _, stderr) = run(&["server", "--http", "not-an-address"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--http") && stderr.contains("not-an-address"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["observe", "--filter", "dest_port = http"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("column 13") && stderr.contains("takes a whole number"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(&["simulate", "--duration", "soon"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--duration"), "{stderr}");
+}
+
+#[test]
+fn simulated_traffic_is_visible_through_observe() {
+    let server = ServerProcess::start();
+    let (code, stdout, stderr) = run(&[
+        "simulate",
+        "--server",
+        &server.grpc,
+        "--rate",
+        "3000",
+        "--duration",
+        "2s",
+        "--seed",
+        "9",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("accepted") && stdout.contains("0 rejected"),
+        "{stdout}"
+    );
+    let url = format!("http://{}", server.http);
+    let (code, stdout, stderr) = run(&["observe", "--server", &url, "--last", "5", "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let flows: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(flows.len(), 5);
+    let (code, stdout, _) = run(&[
+        "observe", "--server", &url, "--action", "deny", "--last", "50",
+    ]);
+    assert_eq!(code, 0);
+    let rows: Vec<&str> = stdout.lines().skip(1).collect();
+    assert!(!rows.is_empty(), "denied flows exist in simulated traffic");
+    assert!(rows.iter().all(|row| row.contains(" deny ")), "{stdout}");
+    assert!(
+        stdout.lines().next().unwrap().starts_with("TIME"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&[
+        "observe", "--server", &url, "-n", "data", "--port", "5432", "-o", "jsonl", "--last", "20",
+    ]);
+    assert_eq!(code, 0);
+    for line in stdout.lines() {
+        let flow: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(flow["dest_port"], 5432);
+    }
+}
+
+/// The Goldmane client written in Python, generated from our .proto, against this binary.
+#[test]
+fn a_python_goldmane_client_gets_goldmane_answers() {
+    let has_grpc = Command::new("python3")
+        .args(["-c", "import grpc, grpc_tools"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !has_grpc {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install grpcio and grpcio-tools (see .ci/run)"
+        );
+        eprintln!("skipped: python3 with grpcio and grpcio-tools is not installed (pip install grpcio grpcio-tools)");
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/goldmane-python/test_goldmane_client.py"
+    );
+    let output = Command::new("python3")
+        .arg(script)
+        .arg(BINARY)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{report}");
+    assert!(
+        report.contains("Ran 3 tests") && report.contains("OK"),
+        "{report}"
+    );
+}
