@@ -35,17 +35,18 @@ fn ingest(c: &mut Criterion) {
     group.throughput(Throughput::Elements(batch.len() as u64));
     group.sample_size(10);
     // A warm ring: every key already known, as in steady state.
+    let warm_ring = || {
+        let mut ring = BucketRing::new(RingConfig::default(), NOW).unwrap();
+        for flow in &keys {
+            let mut flow = flow.clone();
+            flow.start_time = bucket_start(NOW);
+            ring.ingest(&flow, None, NOW).unwrap();
+        }
+        ring
+    };
     group.bench_function("50k_keys_warm", |b| {
         b.iter_batched_ref(
-            || {
-                let mut ring = BucketRing::new(RingConfig::default(), NOW).unwrap();
-                for flow in &keys {
-                    let mut flow = flow.clone();
-                    flow.start_time = bucket_start(NOW);
-                    ring.ingest(&flow, None, NOW).unwrap();
-                }
-                ring
-            },
+            warm_ring,
             |ring| {
                 for flow in &batch {
                     black_box(ring.ingest(flow, None, NOW).unwrap());
@@ -60,15 +61,6 @@ fn ingest(c: &mut Criterion) {
         .iter()
         .map(|flow| prost::Message::encode_to_vec(&caracal_proto::goldmane::Flow::from(flow)))
         .collect();
-    let warm_ring = || {
-        let mut ring = BucketRing::new(RingConfig::default(), NOW).unwrap();
-        for flow in &keys {
-            let mut flow = flow.clone();
-            flow.start_time = bucket_start(NOW);
-            ring.ingest(&flow, None, NOW).unwrap();
-        }
-        ring
-    };
     group.bench_function("decode_and_ingest_50k_keys_warm", |b| {
         b.iter_batched_ref(
             warm_ring,

@@ -218,21 +218,17 @@ impl wire::flows_server::Flows for GrpcApi {
             non_negative("page", request.page).map_err(|message| self.bad_request(message))?;
         let page_size = non_negative("page_size", request.page_size)
             .map_err(|message| self.bad_request(message))?;
-        let (total, values) = self
+        let hints = self
             .hub
             .ring()
             .hints(field, start, end, &filter, page, page_size);
-        let pages = if page_size == 0 {
-            usize::from(total > 0)
-        } else {
-            total.div_ceil(page_size)
-        };
         Ok(Response::new(wire::FilterHintsResult {
             meta: Some(wire::ListMetadata {
-                total_pages: pages as i64,
-                total_results: total as i64,
+                total_pages: hints.pages as i64,
+                total_results: hints.total as i64,
             }),
-            hints: values
+            hints: hints
+                .values
                 .into_iter()
                 .map(|value| wire::FilterHint { value })
                 .collect(),

@@ -298,18 +298,19 @@ async fn filter_hints(
     let filter = parse_filter(&hub, params.filter.as_deref())?;
     let page = params.page.unwrap_or(0);
     let page_size = params.page_size.unwrap_or(100);
-    let (total, values) = hub
+    let hints = hub
         .ring()
         .hints(field, start, end, &filter, page, page_size);
     Ok(Json(Page {
         meta: PageMeta {
-            total_results: total,
-            total_pages: total.div_ceil(page_size.max(1)),
+            total_results: hints.total,
+            total_pages: hints.pages,
             page,
             page_size,
             page_size_capped: false,
         },
-        items: values
+        items: hints
+            .values
             .into_iter()
             .map(|value| json!({ "value": value }))
             .collect(),

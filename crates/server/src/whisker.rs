@@ -298,17 +298,12 @@ async fn hints(
     let oldest = hub.ring().oldest_bucket();
     let (start, end) = time_range::resolve(0, 0, hub.now(), oldest)
         .map_err(|error| ApiError::bad_request(error.to_string()))?;
-    let (total, values) = hub
+    let hints = hub
         .ring()
         .hints(field, start, end, &filter, page, page_size);
-    let pages = if page_size == 0 {
-        usize::from(total > 0)
-    } else {
-        total.div_ceil(page_size)
-    };
     Ok(Json(json!({
-        "total": { "totalPages": pages, "totalResults": total },
-        "items": values.into_iter().map(|value| json!({ "value": value })).collect::<Vec<_>>(),
+        "total": { "totalPages": hints.pages, "totalResults": hints.total },
+        "items": hints.values.into_iter().map(|value| json!({ "value": value })).collect::<Vec<_>>(),
     })))
 }
 

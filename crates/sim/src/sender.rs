@@ -79,6 +79,28 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
+/// How many updates each 100 ms tick owes: the rate shaped by the daily rhythm, carrying
+/// fractions over so low rates still send.
+struct Pacer {
+    rate: u64,
+    duration: Option<Duration>,
+    owed: f64,
+}
+
+impl Pacer {
+    /// (now, updates due), or `None` once the duration is over.
+    fn tick(&mut self, elapsed: Duration) -> Option<(i64, usize)> {
+        if self.duration.is_some_and(|duration| elapsed >= duration) {
+            return None;
+        }
+        let now = unix_now();
+        self.owed += self.rate as f64 * daily_rhythm(now) / 10.0;
+        let count = self.owed as usize;
+        self.owed -= count as f64;
+        Some((now, count))
+    }
+}
+
 /// Connects to a gRPC endpoint given as `HOST:PORT` or a URL.
 pub async fn connect(server: &str) -> Result<Channel, SendError> {
     let url = if server.contains("://") {
@@ -110,7 +132,11 @@ pub async fn send(
     let mut ticker = tokio::time::interval(Duration::from_millis(100));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut report = SendReport::default();
-    let mut owed = 0.0f64;
+    let mut pacer = Pacer {
+        rate: config.rate,
+        duration: config.duration,
+        owed: 0.0,
+    };
     tokio::pin!(cancel);
     match config.protocol {
         Protocol::Batched => {
@@ -134,16 +160,9 @@ pub async fn send(
                         continue;
                     }
                 }
-                if config
-                    .duration
-                    .is_some_and(|duration| started.elapsed() >= duration)
-                {
+                let Some((now, count)) = pacer.tick(started.elapsed()) else {
                     break;
-                }
-                let now = unix_now();
-                owed += config.rate as f64 * daily_rhythm(now) / 10.0;
-                let count = owed as usize;
-                owed -= count as f64;
+                };
                 if count == 0 {
                     continue;
                 }
@@ -188,16 +207,9 @@ pub async fn send(
                     _ = &mut cancel => break,
                     _ = ticker.tick() => {}
                 }
-                if config
-                    .duration
-                    .is_some_and(|duration| started.elapsed() >= duration)
-                {
+                let Some((now, count)) = pacer.tick(started.elapsed()) else {
                     break;
-                }
-                let now = unix_now();
-                owed += config.rate as f64 * daily_rhythm(now) / 10.0;
-                let count = owed as usize;
-                owed -= count as f64;
+                };
                 for flow in generator.updates(now, count) {
                     if updates
                         .send(wire::FlowUpdate {

@@ -19,8 +19,8 @@ use foldhash::fast::FixedState;
 use hashbrown::{HashSet, HashTable};
 
 pub use query::{
-    GraphEdge, GraphGroup, GraphNode, GraphResult, HintField, ListQuery, ListResult, SortOrder,
-    StatisticType, StatisticsGroup, StatisticsQuery, StatisticsRow,
+    GraphEdge, GraphGroup, GraphNode, GraphResult, HintField, HintPage, ListQuery, ListResult,
+    SortOrder, StatisticType, StatisticsGroup, StatisticsQuery, StatisticsRow,
 };
 
 use intern::{HeapSize, Interner};

@@ -89,6 +89,17 @@ pub enum HintField {
     PolicyNamespace,
 }
 
+/// One page of filter hints.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HintPage {
+    /// Distinct values before paging.
+    pub total: usize,
+    /// Pages at the page size used (1 when all values fit in one).
+    pub pages: usize,
+    /// The values of this page, sorted.
+    pub values: Vec<String>,
+}
+
 /// What a statistic counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StatisticType {
@@ -472,7 +483,7 @@ impl BucketRing {
         filter: &Expr,
         page: usize,
         page_size: usize,
-    ) -> (usize, Vec<String>) {
+    ) -> HintPage {
         let range = self.range(start, end);
         let mut symbols: HashSet<u32> = HashSet::new();
         let mut traces_seen: HashSet<u32> = HashSet::new();
@@ -525,14 +536,16 @@ impl BucketRing {
         } else {
             page_size.min(self.config.max_page_size)
         };
-        (
+        let values = values
+            .into_iter()
+            .skip(page.saturating_mul(page_size))
+            .take(page_size)
+            .collect();
+        HintPage {
             total,
-            values
-                .into_iter()
-                .skip(page.saturating_mul(page_size))
-                .take(page_size)
-                .collect(),
-        )
+            pages: total.div_ceil(page_size.max(1)),
+            values,
+        }
     }
 
     /// Every flow of one bucket, one per key, with stable ids (for streams).

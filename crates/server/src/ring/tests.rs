@@ -235,12 +235,13 @@ fn hints_are_distinct_sorted_and_follow_the_filter() {
         .unwrap();
     ring.ingest(&flow("a-1", "pg-0", 3, NOW, 1), None, NOW)
         .unwrap();
-    let (total, values) = ring.hints(HintField::SourceName, 0, NOW + 30, &Expr::All, 0, 0);
+    let HintPage { total, values, .. } =
+        ring.hints(HintField::SourceName, 0, NOW + 30, &Expr::All, 0, 0);
     assert_eq!(
         (total, values),
         (2, vec!["a-1".to_string(), "b-1".to_string()])
     );
-    let (_, values) = ring.hints(
+    let HintPage { values, .. } = ring.hints(
         HintField::DestName,
         0,
         NOW + 30,
@@ -249,9 +250,9 @@ fn hints_are_distinct_sorted_and_follow_the_filter() {
         0,
     );
     assert_eq!(values, ["pg-0", "redis-0"]);
-    let (_, values) = ring.hints(HintField::PolicyName, 0, NOW + 30, &Expr::All, 0, 0);
+    let HintPage { values, .. } = ring.hints(HintField::PolicyName, 0, NOW + 30, &Expr::All, 0, 0);
     assert_eq!(values, ["allow-shop"]);
-    let (_, values) = ring.hints(HintField::PolicyKind, 0, NOW + 30, &Expr::All, 0, 0);
+    let HintPage { values, .. } = ring.hints(HintField::PolicyKind, 0, NOW + 30, &Expr::All, 0, 0);
     assert_eq!(values, ["NetworkPolicy"]);
 }
 
