@@ -343,6 +343,89 @@ impl From<&Flow> for wire::Flow {
     }
 }
 
+fn hit_into_wire(hit: PolicyHit) -> wire::PolicyHit {
+    wire::PolicyHit {
+        kind: kind_to_wire(hit.kind) as i32,
+        namespace: hit.namespace,
+        name: hit.name,
+        tier: hit.tier,
+        action: hit_action_to_wire(hit.action) as i32,
+        policy_index: hit.policy_index,
+        rule_index: hit.rule_index,
+        trigger: hit.trigger.map(|trigger| Box::new(hit_into_wire(*trigger))),
+    }
+}
+
+/// Moves a flow's strings into the wire message instead of copying them (query answers).
+impl From<Flow> for wire::Flow {
+    fn from(flow: Flow) -> wire::Flow {
+        let key = flow.key;
+        let counters = flow.counters;
+        wire::Flow {
+            key: Some(wire::FlowKey {
+                source_name: key.source.name,
+                source_namespace: key.source.namespace,
+                source_type: endpoint_type_to_wire(key.source.kind) as i32,
+                dest_name: key.dest.name,
+                dest_namespace: key.dest.namespace,
+                dest_type: endpoint_type_to_wire(key.dest.kind) as i32,
+                dest_port: i64::from(key.dest_port),
+                dest_service_name: key.service.name,
+                dest_service_namespace: key.service.namespace,
+                dest_service_port_name: key.service.port_name,
+                dest_service_port: i64::from(key.service.port),
+                proto: key.proto,
+                reporter: match key.reporter {
+                    Reporter::Src => wire::Reporter::Src,
+                    Reporter::Dst => wire::Reporter::Dst,
+                } as i32,
+                action: match key.action {
+                    Action::Allow => wire::Action::Allow,
+                    Action::Deny => wire::Action::Deny,
+                } as i32,
+                policies: Some(wire::PolicyTrace {
+                    enforced_policies: key
+                        .policies
+                        .enforced
+                        .into_iter()
+                        .map(hit_into_wire)
+                        .collect(),
+                    pending_policies: key
+                        .policies
+                        .pending
+                        .into_iter()
+                        .map(hit_into_wire)
+                        .collect(),
+                }),
+            }),
+            start_time: flow.start_time,
+            end_time: flow.end_time,
+            source_labels: flow.source_labels.as_slice().to_vec(),
+            dest_labels: flow.dest_labels.as_slice().to_vec(),
+            packets_in: saturating_i64(counters.packets_in),
+            packets_out: saturating_i64(counters.packets_out),
+            bytes_in: saturating_i64(counters.bytes_in),
+            bytes_out: saturating_i64(counters.bytes_out),
+            num_connections_started: saturating_i64(counters.connections_started),
+            num_connections_completed: saturating_i64(counters.connections_completed),
+            num_connections_live: saturating_i64(counters.connections_live),
+            source_ips: flow
+                .source_ips
+                .members()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            dest_ips: flow
+                .dest_ips
+                .members()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            dest_domains: flow.dest_domains.members().to_vec(),
+        }
+    }
+}
+
 fn string_match(field: Field, matches: &[wire::StringMatch]) -> Expr {
     let comparisons: Vec<Expr> = matches
         .iter()
@@ -538,7 +621,12 @@ mod tests {
         let flow = Flow::try_from(wire_flow()).unwrap();
         assert_eq!(flow.source_labels.as_slice(), ["a=1", "b=2"]);
         let back = wire::Flow::from(&flow);
-        assert_eq!(Flow::try_from(back).unwrap(), flow);
+        assert_eq!(Flow::try_from(back.clone()).unwrap(), flow);
+        assert_eq!(
+            wire::Flow::from(flow.clone()),
+            back,
+            "moving and copying give the same message"
+        );
     }
 
     #[test]

@@ -66,13 +66,6 @@ impl GrpcApi {
     }
 }
 
-fn flow_result(id: i64, flow: &Flow) -> wire::FlowResult {
-    wire::FlowResult {
-        id,
-        flow: Some(wire::Flow::from(flow)),
-    }
-}
-
 /// The peer identity for replay de-duplication: the client address without its port, so a
 /// replay over a new connection is still recognised.
 fn peer_identity(address: Option<SocketAddr>) -> u64 {
@@ -150,8 +143,11 @@ impl wire::flows_server::Flows for GrpcApi {
             }),
             flows: result
                 .flows
-                .iter()
-                .map(|(id, flow)| flow_result(*id, flow))
+                .into_iter()
+                .map(|(id, flow)| wire::FlowResult {
+                    id,
+                    flow: Some(wire::Flow::from(flow)),
+                })
                 .collect(),
         });
         if result.capped {
@@ -180,7 +176,7 @@ impl wire::flows_server::Flows for GrpcApi {
         let (sender, receiver) = mpsc::channel(1024);
         tokio::spawn(stream_flows(self.hub.clone(), filter, start, sender));
         let results = ReceiverStream::new(receiver).map(|event| match event {
-            StreamEvent::Flow(id, flow) => Ok(flow_result(id, &flow)),
+            StreamEvent::Flow(id, flow) => Ok(wire::FlowResult { id, flow: Some(wire::Flow::from(*flow)) }),
             StreamEvent::Lagged(missed) => Err(Status::resource_exhausted(format!(
                 "stream dropped: the client fell {missed} buckets behind; reconnect with start_time_gte to backfill"
             ))),

@@ -138,8 +138,12 @@ impl CompactKey {
 /// Which ring slots hold a window of a key.
 type SlotBits = [u64; MAX_SLOTS / 64];
 
+/// Laid out so that what a query scan reads (the compact key and the slot bitmap) comes
+/// first and shares the entry's first cache lines.
+#[repr(C)]
 struct KeyEntry {
     key: CompactKey,
+    slots: SlotBits,
     hash: u64,
     /// The canonical encoding, compared on lookup.
     encoded: Box<[u8]>,
@@ -147,7 +151,6 @@ struct KeyEntry {
     /// when an update carries the same and the window holds those ids, nothing is interned.
     extras_hash: u64,
     extras: [u32; 5],
-    slots: SlotBits,
     windows: u32,
     /// The last (bucket, window) this key merged into: the common case skips the bucket index.
     recent_bucket: i64,

@@ -9,7 +9,6 @@ use caracal_flow::time::{bucket_start, BUCKET_SECONDS};
 use caracal_flow::{
     Action, Counters, EndpointType, Flow, HitAction, PolicyHit, PolicyKind, Reporter,
 };
-use hashbrown::HashSet;
 use serde::Serialize;
 
 use super::{BucketRing, SlotBits, MAX_SLOTS};
@@ -223,6 +222,28 @@ pub struct GraphResult {
     pub edges: Vec<GraphEdge>,
     /// Whether edges were cut to the limit.
     pub truncated: bool,
+}
+
+/// A set of interned ids as a growable bitset.
+#[derive(Default)]
+struct IdSet(Vec<u64>);
+
+impl IdSet {
+    fn insert(&mut self, id: u32) {
+        let word = id as usize / 64;
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << (id % 64);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.0.iter().enumerate().flat_map(|(word, bits)| {
+            (0..64)
+                .filter(move |bit| bits & (1 << bit) != 0)
+                .map(move |bit| (word * 64 + bit) as u32)
+        })
+    }
 }
 
 /// The held buckets of a time range: (bucket start, slot) in time order and their mask.
@@ -485,8 +506,9 @@ impl BucketRing {
         page_size: usize,
     ) -> HintPage {
         let range = self.range(start, end);
-        let mut symbols: HashSet<u32> = HashSet::new();
-        let mut traces_seen: HashSet<u32> = HashSet::new();
+        // Dense bitsets by interned id: a hint scan over a million keys sets bits, not hashes.
+        let mut symbols = IdSet::default();
+        let mut traces_seen = IdSet::default();
         let mut values: BTreeSet<String> = BTreeSet::new();
         let key_only = filter.is_key_only();
         for key_id in self.keys_in(&range, filter) {
@@ -503,12 +525,12 @@ impl BucketRing {
                 HintField::SourceNamespace => symbols.insert(key.source_namespace),
                 HintField::DestNamespace => symbols.insert(key.dest_namespace),
                 _ => traces_seen.insert(key.trace),
-            };
+            }
         }
-        for symbol in symbols {
+        for symbol in symbols.iter() {
             values.insert(self.strings.get(symbol).to_string());
         }
-        for trace in traces_seen {
+        for trace in traces_seen.iter() {
             for hit in self.traces.get(trace).hits() {
                 if hit.kind == PolicyKind::Profile {
                     continue;
