@@ -25,6 +25,10 @@ pub struct DemoArgs {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let config = load_config(&args.server)?;
     anyhow::ensure!(
+        config.tls_cert.is_none() && config.api_token_file.is_none(),
+        "the demo runs without TLS or tokens on loopback; use `caracal server` for those"
+    );
+    anyhow::ensure!(
         config.http.ip().is_loopback() && config.grpc.ip().is_loopback(),
         "the demo has no authentication and binds to loopback only; use `caracal server` for other addresses"
     );
@@ -45,6 +49,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             nodes: 3,
             protocol: Protocol::Batched,
             sender: "demo-simulator".into(),
+            tls: None,
         };
         let (stop_simulator, stopped) = tokio::sync::oneshot::channel::<()>();
         let traffic = tokio::spawn(async move {

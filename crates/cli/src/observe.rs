@@ -72,6 +72,9 @@ pub struct ObserveArgs {
     /// Server HTTP address
     #[arg(long, default_value = "http://127.0.0.1:8081", value_name = "URL")]
     pub server: String,
+    /// File with the server's API token
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -159,8 +162,12 @@ struct ErrorBody {
     error: String,
 }
 
-fn get(url: &str) -> anyhow::Result<ureq::Response> {
-    match ureq::get(url).call() {
+fn get(url: &str, token: Option<&str>) -> anyhow::Result<ureq::Response> {
+    let mut request = ureq::get(url);
+    if let Some(token) = token {
+        request = request.set("Authorization", &format!("Bearer {token}"));
+    }
+    match request.call() {
         Ok(response) => Ok(response),
         Err(ureq::Error::Status(status, response)) => {
             let message = response
@@ -175,6 +182,15 @@ fn get(url: &str) -> anyhow::Result<ureq::Response> {
 
 pub fn run(args: ObserveArgs) -> anyhow::Result<()> {
     let filter = compose_filter(&args)?;
+    let token = match &args.token_file {
+        Some(path) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read --token-file {}", path.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
     let encoded: String = url_encode(&filter);
     let base = args.server.trim_end_matches('/');
     let stdout = std::io::stdout();
@@ -187,7 +203,7 @@ pub fn run(args: ObserveArgs) -> anyhow::Result<()> {
         "{base}/api/v1/flows?filter={encoded}&page_size={}{since}",
         args.last
     );
-    let mut items = get(&url)?
+    let mut items = get(&url, token.as_deref())?
         .into_json::<Page>()
         .context("the server's answer is not a flow page")?
         .items;
@@ -210,7 +226,10 @@ pub fn run(args: ObserveArgs) -> anyhow::Result<()> {
     if !args.follow {
         return Ok(());
     }
-    let response = get(&format!("{base}/api/v1/flows/stream?filter={encoded}"))?;
+    let response = get(
+        &format!("{base}/api/v1/flows/stream?filter={encoded}"),
+        token.as_deref(),
+    )?;
     let mut event = String::new();
     for line in BufReader::new(response.into_reader()).lines() {
         let line = line.context("the live stream broke")?;

@@ -30,6 +30,19 @@ pub struct ServerArgs {
     /// Largest page a query returns [default: 10000]
     #[arg(long, value_name = "N")]
     pub max_page_size: Option<usize>,
+    /// PEM certificate of the gRPC server; with --tls-key and --tls-client-ca turns on TLS
+    /// with mandatory client certificates
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the gRPC server
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM authority that client certificates (Felix, agents) must chain to
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File with the bearer token the HTTP API and gRPC query services require
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<PathBuf>,
 }
 
 /// The wall clock, read only at the binary's edge.
@@ -69,6 +82,16 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(max_page_size) = args.max_page_size {
         config.max_page_size = max_page_size;
+    }
+    for (flag, value) in [
+        (&mut config.tls_cert, &args.tls_cert),
+        (&mut config.tls_key, &args.tls_key),
+        (&mut config.tls_client_ca, &args.tls_client_ca),
+        (&mut config.api_token_file, &args.api_token_file),
+    ] {
+        if value.is_some() {
+            flag.clone_from(value);
+        }
     }
     Ok(config)
 }

@@ -34,6 +34,18 @@ pub struct SimulateArgs {
     /// Wire protocol
     #[arg(long, value_enum, default_value = "batched")]
     pub protocol: ProtocolArg,
+    /// PEM authority of the server's certificate (turns on TLS; needs --tls-cert and --tls-key)
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// PEM client certificate
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// PEM client key
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    pub tls_key: Option<std::path::PathBuf>,
+    /// Name the server's certificate carries
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    pub tls_domain: String,
 }
 
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
@@ -49,6 +61,15 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             ProtocolArg::Goldmane => Protocol::Goldmane,
         },
         sender: format!("simulator-{}", args.seed),
+        tls: match (args.tls_ca, args.tls_cert, args.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(caracal_sim::ClientTls {
+                ca,
+                cert,
+                key,
+                domain: args.tls_domain,
+            }),
+            _ => None,
+        },
     };
     crate::runtime()?.block_on(async move {
         eprintln!(

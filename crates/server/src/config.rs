@@ -30,6 +30,16 @@ pub struct ServerConfig {
     pub hot_buckets: usize,
     /// Largest page a query returns, also for "all".
     pub max_page_size: usize,
+    /// PEM certificate chain of the gRPC server; with `tls_key` and `tls_client_ca` it turns on
+    /// TLS with mandatory client certificates (how Felix and agents connect outside the demo).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the gRPC server.
+    pub tls_key: Option<PathBuf>,
+    /// PEM certificate authority that client certificates must chain to.
+    pub tls_client_ca: Option<PathBuf>,
+    /// File holding the bearer token the HTTP API and the gRPC query services require;
+    /// ingest (`FlowCollector`, `Ingest`) is authenticated by client certificates instead.
+    pub api_token_file: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +50,10 @@ impl Default for ServerConfig {
             data: PathBuf::from("caracal-data"),
             hot_buckets: 240,
             max_page_size: 10_000,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            api_token_file: None,
         }
     }
 }
@@ -68,6 +82,17 @@ pub enum ServerError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// TLS settings are incomplete or unreadable.
+    #[error("tls: {0}")]
+    Tls(String),
+    /// The API token file is unusable.
+    #[error("api token file {path}: {reason}")]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A server task failed.
     #[error("server failed: {0}")]
     Serve(String),
@@ -79,6 +104,61 @@ pub struct Server {
     hub: Arc<Hub>,
     http: TcpListener,
     grpc: TcpListener,
+    tls: Option<tonic::transport::ServerTlsConfig>,
+    token: Option<Arc<str>>,
+}
+
+fn read_pem(what: &str, path: &std::path::Path) -> Result<Vec<u8>, ServerError> {
+    let bytes = std::fs::read(path).map_err(|error| {
+        ServerError::Tls(format!("cannot read {what} {}: {error}", path.display()))
+    })?;
+    if !bytes.windows(11).any(|window| window == b"-----BEGIN ") {
+        return Err(ServerError::Tls(format!(
+            "{what} {} is not PEM (no -----BEGIN line)",
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// TLS with mandatory client certificates, or none; a partial setting is an error.
+fn tls_config(
+    config: &ServerConfig,
+) -> Result<Option<tonic::transport::ServerTlsConfig>, ServerError> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    match (&config.tls_cert, &config.tls_key, &config.tls_client_ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => {
+            let identity =
+                Identity::from_pem(read_pem("tls_cert", cert)?, read_pem("tls_key", key)?);
+            let tls = ServerTlsConfig::new()
+                .identity(identity)
+                .client_ca_root(Certificate::from_pem(read_pem("tls_client_ca", ca)?))
+                .client_auth_optional(false);
+            Ok(Some(tls))
+        }
+        _ => Err(ServerError::Tls(
+            "tls_cert, tls_key and tls_client_ca go together: set all three or none".into(),
+        )),
+    }
+}
+
+fn read_token(config: &ServerConfig) -> Result<Option<Arc<str>>, ServerError> {
+    let Some(path) = &config.api_token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path).map_err(|error| ServerError::Token {
+        path: path.clone(),
+        reason: error.to_string(),
+    })?;
+    let token = text.trim();
+    if token.len() < 16 {
+        return Err(ServerError::Token {
+            path: path.clone(),
+            reason: "the token must be at least 16 characters".into(),
+        });
+    }
+    Ok(Some(Arc::from(token)))
 }
 
 impl Server {
@@ -88,6 +168,8 @@ impl Server {
             hot_buckets: config.hot_buckets,
             max_page_size: config.max_page_size,
         };
+        let tls = tls_config(&config)?;
+        let token = read_token(&config)?;
         let hub = Hub::new(ring, clock)?;
         std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
             path: config.data.clone(),
@@ -116,6 +198,8 @@ impl Server {
             hub,
             http,
             grpc,
+            tls,
+            token,
         })
     }
 
@@ -144,6 +228,8 @@ impl Server {
             hub,
             http,
             grpc,
+            tls,
+            token,
         } = self;
         let (stop, _) = tokio::sync::watch::channel(false);
         let ticker = {
@@ -162,7 +248,7 @@ impl Server {
         };
         let http_server = {
             let mut stopped = stop.subscribe();
-            let app = crate::http::router(hub.clone());
+            let app = crate::http::router(hub.clone(), token.clone());
             tokio::spawn(async move {
                 axum::serve(http, app)
                     .with_graceful_shutdown(async move {
@@ -173,15 +259,19 @@ impl Server {
         };
         let grpc_server = {
             let mut stopped = stop.subscribe();
-            let routes = GrpcApi::new(hub.clone()).router();
+            let routes = GrpcApi::new(hub.clone()).router(token);
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc);
             tokio::spawn(async move {
                 // Batches of thousands of updates are hundreds of kilobytes: HTTP/2's default
                 // 64 KiB windows would stall every sender on window updates.
-                tonic::transport::Server::builder()
+                let mut builder = tonic::transport::Server::builder()
                     .tcp_nodelay(true)
                     .initial_stream_window_size(Some(8 << 20))
-                    .initial_connection_window_size(Some(16 << 20))
+                    .initial_connection_window_size(Some(16 << 20));
+                if let Some(tls) = tls {
+                    builder = builder.tls_config(tls)?;
+                }
+                builder
                     .add_routes(routes)
                     .serve_with_incoming_shutdown(incoming, async move {
                         let _ = stopped.changed().await;

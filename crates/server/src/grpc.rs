@@ -2,8 +2,7 @@
 //! Calico's, and Caracal's batched `Ingest`. Each handler converts at the edge, works on the
 //! hub, and answers bad input with `InvalidArgument` naming the field.
 
-use std::hash::{BuildHasher, Hash};
-use std::net::SocketAddr;
+use std::hash::BuildHasher;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,18 +39,40 @@ impl GrpcApi {
         Self { hub }
     }
 
-    /// The tonic router with all services.
-    pub fn router(self) -> tonic::service::Routes {
+    /// The tonic router with all services. With a token, the query services (`Flows`,
+    /// `Statistics`) require `authorization: Bearer <token>`; ingest is authenticated by the
+    /// client certificate when TLS is on.
+    pub fn router(self, token: Option<Arc<str>>) -> tonic::service::Routes {
         let max = 64 * 1024 * 1024;
-        tonic::service::Routes::new(wire::flows_server::FlowsServer::new(self.clone()))
-            .add_service(
-                wire::flow_collector_server::FlowCollectorServer::new(self.clone())
-                    .max_decoding_message_size(max),
-            )
-            .add_service(wire::statistics_server::StatisticsServer::new(self.clone()))
-            .add_service(
-                caracal::ingest_server::IngestServer::new(self).max_decoding_message_size(max),
-            )
+        let check = move |request: Request<()>| -> Result<Request<()>, Status> {
+            let Some(expected) = &token else {
+                return Ok(request);
+            };
+            let presented = request
+                .metadata()
+                .get("authorization")
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.strip_prefix("Bearer "));
+            match presented {
+                Some(presented) if crate::http::token_matches(presented, expected) => Ok(request),
+                _ => Err(Status::unauthenticated(
+                    "this API needs `authorization: Bearer <token>`",
+                )),
+            }
+        };
+        tonic::service::Routes::new(wire::flows_server::FlowsServer::with_interceptor(
+            self.clone(),
+            check.clone(),
+        ))
+        .add_service(
+            wire::flow_collector_server::FlowCollectorServer::new(self.clone())
+                .max_decoding_message_size(max),
+        )
+        .add_service(wire::statistics_server::StatisticsServer::with_interceptor(
+            self.clone(),
+            check,
+        ))
+        .add_service(caracal::ingest_server::IngestServer::new(self).max_decoding_message_size(max))
     }
 
     fn bad_request(&self, message: impl Into<String>) -> Status {
@@ -66,17 +87,19 @@ impl GrpcApi {
     }
 }
 
-/// The peer identity for replay de-duplication: the client address without its port, so a
-/// replay over a new connection is still recognised.
-fn peer_identity(address: Option<SocketAddr>) -> u64 {
+/// The peer identity for replay de-duplication: the client certificate when TLS is on,
+/// else the client address without its port, so a replay over a new connection is still
+/// recognised.
+fn peer_identity<T>(request: &Request<T>) -> u64 {
     let state = foldhash::fast::FixedState::with_seed(0x9ee7);
-    match address {
-        Some(address) => state.hash_one(address.ip()),
-        None => {
-            let mut hasher = state.build_hasher();
-            "local".hash(&mut hasher);
-            std::hash::Hasher::finish(&hasher)
+    if let Some(certificates) = request.peer_certs() {
+        if let Some(leaf) = certificates.first() {
+            return state.hash_one(leaf.as_ref());
         }
+    }
+    match request.remote_addr() {
+        Some(address) => state.hash_one(address.ip()),
+        None => state.hash_one("local"),
     }
 }
 
@@ -309,7 +332,7 @@ impl wire::flow_collector_server::FlowCollector for GrpcApi {
         &self,
         request: Request<Streaming<wire::FlowUpdate>>,
     ) -> Result<Response<Self::ConnectStream>, Status> {
-        let peer = peer_identity(request.remote_addr());
+        let peer = peer_identity(&request);
         let updates = request.into_inner();
         let hub = self.hub.clone();
         // Each update is merged as the response stream polls for its receipt: no task hop and
@@ -412,10 +435,7 @@ impl caracal::ingest_server::Ingest for GrpcApi {
         &self,
         request: Request<Streaming<caracal::FlowBatch>>,
     ) -> Result<Response<Self::PushStream>, Status> {
-        let peer = request
-            .remote_addr()
-            .map(|address| address.ip().to_string())
-            .unwrap_or_default();
+        let peer = format!("{:x}", peer_identity(&request));
         let batches = request.into_inner();
         let hub = self.hub.clone();
         let acks = batches.map(move |message| {

@@ -78,8 +78,49 @@ fn resolve_range(hub: &Hub, start: Option<i64>, end: Option<i64>) -> Result<(i64
     })
 }
 
-/// The router of every HTTP route.
-pub fn router(hub: Arc<Hub>) -> Router {
+/// Compares a presented token with the expected one in time independent of where they differ.
+pub fn token_matches(presented: &str, expected: &str) -> bool {
+    presented.len() == expected.len()
+        && presented
+            .bytes()
+            .zip(expected.bytes())
+            .fold(0u8, |difference, (a, b)| difference | (a ^ b))
+            == 0
+}
+
+async fn require_token(
+    State(token): State<Arc<str>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if request.uri().path() == "/healthz" {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(presented) if token_matches(presented, &token) => next.run(request).await,
+        _ => (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "this API needs the header `Authorization: Bearer <token>`" })),
+        )
+            .into_response(),
+    }
+}
+
+/// The router of every HTTP route; with a token, everything but `/healthz` requires it.
+pub fn router(hub: Arc<Hub>, token: Option<Arc<str>>) -> Router {
+    let router = routes(hub);
+    match token {
+        Some(token) => router.layer(axum::middleware::from_fn_with_state(token, require_token)),
+        None => router,
+    }
+}
+
+fn routes(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -112,7 +112,7 @@ fn updates(keys: usize) -> Arc<Vec<wire::Flow>> {
 async fn main() {
     let options = options();
     let flows = updates(options.keys);
-    let channel = caracal_sim::connect(&options.server)
+    let channel = caracal_sim::connect(&options.server, None)
         .await
         .expect("server reachable");
     let sent = Arc::new(AtomicU64::new(0));

@@ -9,4 +9,4 @@ mod sender;
 
 pub use cluster::{Cluster, Deployment, Route};
 pub use generator::{daily_rhythm, keyspace, Generator};
-pub use sender::{connect, send, Protocol, SendError, SendReport, SimulateConfig};
+pub use sender::{connect, send, ClientTls, Protocol, SendError, SendReport, SimulateConfig};

@@ -40,6 +40,21 @@ pub struct SimulateConfig {
     pub protocol: Protocol,
     /// Identity of this sender for batch de-duplication.
     pub sender: String,
+    /// TLS with a client certificate, for servers outside the demo.
+    pub tls: Option<ClientTls>,
+}
+
+/// PEM files for a TLS connection with a client certificate.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// Authority the server's certificate must chain to.
+    pub ca: std::path::PathBuf,
+    /// This client's certificate.
+    pub cert: std::path::PathBuf,
+    /// This client's key.
+    pub key: std::path::PathBuf,
+    /// Name the server's certificate must carry.
+    pub domain: String,
 }
 
 /// What was sent.
@@ -59,6 +74,14 @@ pub enum SendError {
     /// The address is not a valid endpoint.
     #[error("invalid server address `{0}`: expected HOST:PORT or http://HOST:PORT")]
     Address(String),
+    /// A TLS file is unreadable.
+    #[error("cannot read {path}: {source}")]
+    TlsFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The server could not be reached.
     #[error("cannot connect to {address}: {source}")]
     Connect {
@@ -101,16 +124,38 @@ impl Pacer {
     }
 }
 
-/// Connects to a gRPC endpoint given as `HOST:PORT` or a URL.
-pub async fn connect(server: &str) -> Result<Channel, SendError> {
+/// Connects to a gRPC endpoint given as `HOST:PORT` or a URL, over TLS when `tls` is given.
+pub async fn connect(server: &str, tls: Option<&ClientTls>) -> Result<Channel, SendError> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let url = if server.contains("://") {
         server.to_string()
     } else {
-        format!("http://{server}")
+        format!("{scheme}://{server}")
     };
-    let endpoint = Endpoint::from_shared(url)
+    let mut endpoint = Endpoint::from_shared(url)
         .map_err(|_| SendError::Address(server.to_string()))?
         .tcp_nodelay(true);
+    if let Some(tls) = tls {
+        let read = |path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| SendError::TlsFile {
+                path: path.to_path_buf(),
+                source,
+            })
+        };
+        let config = tonic::transport::ClientTlsConfig::new()
+            .ca_certificate(tonic::transport::Certificate::from_pem(read(&tls.ca)?))
+            .identity(tonic::transport::Identity::from_pem(
+                read(&tls.cert)?,
+                read(&tls.key)?,
+            ))
+            .domain_name(tls.domain.clone());
+        endpoint = endpoint
+            .tls_config(config)
+            .map_err(|source| SendError::Connect {
+                address: server.to_string(),
+                source,
+            })?;
+    }
     endpoint
         .connect()
         .await
@@ -126,7 +171,7 @@ pub async fn send(
     config: SimulateConfig,
     cancel: impl std::future::Future<Output = ()>,
 ) -> Result<SendReport, SendError> {
-    let channel = connect(&config.server).await?;
+    let channel = connect(&config.server, config.tls.as_ref()).await?;
     let mut generator = Generator::new(Cluster::generate(config.seed, config.nodes), config.seed);
     let started = Instant::now();
     let mut ticker = tokio::time::interval(Duration::from_millis(100));

@@ -2,6 +2,7 @@
 
 mod goldmane;
 mod http_api;
+mod security;
 
 use std::sync::Arc;
 
@@ -30,16 +31,29 @@ impl TestServer {
     }
 
     pub async fn start_in(data: tempfile::TempDir) -> TestServer {
+        Self::start_configured(data, |_| {}).await
+    }
+
+    pub async fn start_configured(
+        data: tempfile::TempDir,
+        adjust: impl FnOnce(&mut ServerConfig),
+    ) -> TestServer {
         let clock = Arc::new(ManualClock::new(NOW));
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             http: "127.0.0.1:0".parse().unwrap(),
             grpc: "127.0.0.1:0".parse().unwrap(),
             data: data.path().to_path_buf(),
             ..ServerConfig::default()
         };
+        adjust(&mut config);
+        let config_uses_tls = config.tls_cert.is_some();
         let server = Server::bind(config, clock.clone()).await.unwrap();
         let http = format!("http://{}", server.http_address());
-        let grpc = format!("http://{}", server.grpc_address());
+        let grpc = format!(
+            "{}://{}",
+            if config_uses_tls { "https" } else { "http" },
+            server.grpc_address()
+        );
         let hub = server.hub();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
