@@ -1,0 +1,10 @@
+//! Network policy for Caracal: Calico's selector language, policy resources (Kubernetes
+//! NetworkPolicy and Calico's tiered, global and staged policies, network sets) loaded from
+//! YAML manifests, and the evaluator that turns a connection into enforced and pending policy
+//! traces (flow-model.md §4). Pure: no I/O beyond reading the text it is given.
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod selector;
+
+pub use selector::{Selector, SelectorError};
