@@ -8,3 +8,10 @@
 pub mod selector;
 
 pub use selector::{Selector, SelectorError};
+pub mod eval;
+pub mod load;
+pub mod model;
+
+pub use eval::{Connection, Endpoint, Evaluator, Inventory, SideVerdict, Verdict, Workload};
+pub use load::{load_str, LoadError, Manifests, NamedPort, NamespaceInfo, PodInfo};
+pub use model::*;
