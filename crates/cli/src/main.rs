@@ -3,6 +3,7 @@
 
 mod demo;
 mod observe;
+mod policy;
 mod server;
 mod simulate;
 
@@ -33,6 +34,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Show flows from a server, like `hubble observe`.
     Observe(observe::ObserveArgs),
+    /// Validate network policies, or trace one connection through them.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Observe(args) => observe::run(args),
+        Command::Policy(command) => policy::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

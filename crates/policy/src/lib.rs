@@ -11,7 +11,9 @@ pub use selector::{Selector, SelectorError};
 pub mod eval;
 pub mod load;
 pub mod model;
+pub mod validate;
 
 pub use eval::{Connection, Endpoint, Evaluator, Inventory, SideVerdict, Verdict, Workload};
 pub use load::{load_str, LoadError, Manifests, NamedPort, NamespaceInfo, PodInfo};
 pub use model::*;
+pub use validate::validate;

@@ -202,3 +202,94 @@ fn a_python_goldmane_client_gets_goldmane_answers() {
         "{report}"
     );
 }
+
+fn policy_testdata(name: &str) -> String {
+    format!("{}/../policy/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn policy_check_reports_every_problem_with_its_place() {
+    let directory = tempfile::tempdir().unwrap();
+    std::fs::write(
+        directory.path().join("a.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: g}\nspec:\n  tier: security\n  selector: app == 'x'\n",
+    )
+    .unwrap();
+    std::fs::write(
+        directory.path().join("b.yml"),
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: n, namespace: shop}\nspec:\n  podSelector: {}\n  policyTypes: [Sideways]\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(&["policy", "check", directory.path().to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("b.yml: document 1 (NetworkPolicy shop/n): spec.policyTypes[0]: `Sideways` is not Ingress or Egress"), "{stderr}");
+    std::fs::remove_file(directory.path().join("b.yml")).unwrap();
+    let (code, _, stderr) = run(&["policy", "check", directory.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr
+            .contains("a.yaml#1: policy g names tier `security`, which no Tier resource declares"),
+        "{stderr}"
+    );
+    let (code, stdout, stderr) =
+        run(&["policy", "check", &policy_testdata("kubernetes-docs.yaml")]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("ok: 1 policies (0 staged)"), "{stdout}");
+}
+
+#[test]
+fn policy_trace_prints_both_traces_and_the_verdict_as_json() {
+    let (policies, inventory) = (
+        policy_testdata("kubernetes-docs.yaml"),
+        policy_testdata("inventory.yaml"),
+    );
+    let args = [
+        "policy",
+        "trace",
+        "--policies",
+        &policies,
+        "--inventory",
+        &inventory,
+        "--from",
+        "other/stranger",
+        "--to",
+        "default/db-0",
+        "--port",
+        "6379/tcp",
+        "-o",
+        "json",
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let trace: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(trace["action"], "deny");
+    assert_eq!(
+        trace["enforced"].as_array().unwrap().len(),
+        2,
+        "egress profile, then ingress end of tier"
+    );
+    assert_eq!(trace["ingress"]["enforced"][0]["kind"], "eot");
+    assert_eq!(
+        trace["ingress"]["enforced"][0]["trigger"]["name"],
+        "test-network-policy"
+    );
+    let (code, _, stderr) = run(&[
+        "policy",
+        "trace",
+        "--policies",
+        &policies,
+        "--inventory",
+        &inventory,
+        "--from",
+        "nowhere/x",
+        "--to",
+        "default/db-0",
+        "--port",
+        "6379/tcp",
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--from nowhere/x: no such pod in the inventory"),
+        "{stderr}"
+    );
+}
