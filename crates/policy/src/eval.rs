@@ -256,6 +256,18 @@ impl Evaluator {
         }
     }
 
+    /// Enforced policies per tier, in evaluation order.
+    pub fn enforced_tiers(&self) -> impl Iterator<Item = (&Tier, &[Policy])> {
+        self.tiers
+            .iter()
+            .zip(self.enforced.iter().map(Vec::as_slice))
+    }
+
+    /// Whether `policy` applies to `workload` (namespace, namespace selector, selector).
+    pub fn selects_workload(policy: &Policy, workload: &Workload) -> bool {
+        Self::selects(policy, workload)
+    }
+
     fn selects(policy: &Policy, workload: &Workload) -> bool {
         if !policy.namespace.is_empty() && policy.namespace != workload.namespace {
             return false;
@@ -466,6 +478,12 @@ fn entity_matches(
             return false;
         }
     }
+    identity_matches(entity, policy, endpoint)
+}
+
+/// Whether the endpoint's identity (a pod, or a network set for Calico rules) satisfies a
+/// rule side's selector, not-selector and namespace selector; true when it has none of them.
+pub(crate) fn identity_matches(entity: &EntityRule, policy: &Policy, endpoint: &Endpoint) -> bool {
     if entity.selector.is_none()
         && entity.not_selector.is_none()
         && entity.namespace_selector.is_none()
@@ -549,6 +567,18 @@ impl Inventory {
                 .unwrap_or_default(),
             ports: pod.ports.clone(),
         }
+    }
+
+    /// Every pod with an address, as the evaluator sees it.
+    pub fn workloads(&self) -> impl Iterator<Item = (IpAddr, Workload)> + '_ {
+        self.pods
+            .iter()
+            .filter_map(|pod| Some((pod.ip?, self.workload(pod))))
+    }
+
+    /// Every network set.
+    pub fn network_sets(&self) -> &[NetworkSet] {
+        &self.network_sets
     }
 
     /// The pod `namespace/name`.

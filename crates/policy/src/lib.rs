@@ -11,9 +11,11 @@ pub use selector::{Selector, SelectorError};
 pub mod eval;
 pub mod load;
 pub mod model;
+pub mod render;
 pub mod validate;
 
 pub use eval::{Connection, Endpoint, Evaluator, Inventory, SideVerdict, Verdict, Workload};
 pub use load::{load_str, LoadError, Manifests, NamedPort, NamespaceInfo, PodInfo};
 pub use model::*;
+pub use render::{render, LocalEndpoint, RenderError, RuleTag, Ruleset};
 pub use validate::validate;

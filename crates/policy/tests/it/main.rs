@@ -306,3 +306,105 @@ fn bad_manifests_name_the_file_document_field_and_line() {
         assert!(message.contains(line), "{message}");
     }
 }
+
+fn node_ruleset() -> Ruleset {
+    let manifests = load(&[
+        ("inventory.yaml", &testdata("inventory.yaml")),
+        ("kubernetes-docs.yaml", &testdata("kubernetes-docs.yaml")),
+        ("tiers.yaml", &testdata("tiers.yaml")),
+    ]);
+    let inventory = Inventory::new(&manifests);
+    let endpoints: Vec<LocalEndpoint> = [
+        ("default", "db-0", "lxc-db0"),
+        ("shop", "web-0", "lxc-web0"),
+    ]
+    .into_iter()
+    .map(|(namespace, name, interface)| {
+        let address = inventory.pod(namespace, name).unwrap().ip.unwrap();
+        LocalEndpoint {
+            workload: inventory.endpoint(address).workload.unwrap(),
+            address,
+            interface: interface.into(),
+        }
+    })
+    .collect();
+    render(&manifests.policies, &inventory, &endpoints, 3, 7).unwrap()
+}
+
+#[test]
+fn the_rendered_ruleset_matches_its_golden_file() {
+    let ruleset = node_ruleset();
+    let path = format!("{}/testdata/golden/node-a.nft", env!("CARGO_MANIFEST_DIR"));
+    if std::env::var_os("CARACAL_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &ruleset.text).unwrap();
+    }
+    let golden = std::fs::read_to_string(&path)
+        .expect("golden file; regenerate with CARACAL_UPDATE_GOLDEN=1");
+    assert_eq!(
+        ruleset.text, golden,
+        "rendered ruleset changed; review and regenerate with CARACAL_UPDATE_GOLDEN=1"
+    );
+    // Every tag is referenced by exactly one prefix, and ids are dense.
+    for tag in &ruleset.tags {
+        let prefix = format!("\"caracal:3:{}\"", tag.id);
+        assert_eq!(ruleset.text.matches(&prefix).count().min(1), 1, "{prefix}");
+    }
+    let db_ingress: Vec<String> = ruleset
+        .tags
+        .iter()
+        .filter(|tag| tag.endpoint == "default/db-0" && tag.direction == Direction::Ingress)
+        .map(|tag| tag.hit.to_string())
+        .collect();
+    assert_eq!(
+        db_ingress,
+        [
+            "0|security|gnp:security.block-other|deny|0",
+            "0|security|gnp:security.block-other|pass|1",
+            "0|security|eot:|deny|-1",
+            "0|default|knp:default/test-network-policy|allow|0",
+            "0|default|knp:default/test-network-policy|allow|1",
+            "0|default|knp:default/test-network-policy|allow|2",
+            "0|default|eot:|deny|-1",
+            "0||pro:kns.default|allow|0",
+        ]
+    );
+}
+
+#[test]
+fn nftables_accepts_the_rendered_ruleset() {
+    let Ok(status) = std::process::Command::new("nft").arg("--version").output() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install nftables (see .ci/run)"
+        );
+        eprintln!("skipped: nft is not installed");
+        return;
+    };
+    assert!(status.status.success());
+    let ruleset = node_ruleset();
+    let file = std::env::temp_dir().join(format!("caracal-check-{}.nft", std::process::id()));
+    std::fs::write(&file, &ruleset.text).unwrap();
+    // --check parses and validates the whole transaction in the kernel without committing it.
+    let output = std::process::Command::new("nft")
+        .arg("--check")
+        .arg("-f")
+        .arg(&file)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    if !output.status.success()
+        && String::from_utf8_lossy(&output.stderr).contains("Operation not permitted")
+    {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root and must check the ruleset"
+        );
+        eprintln!("skipped: nft --check needs CAP_NET_ADMIN");
+        return;
+    }
+    assert!(
+        output.status.success(),
+        "nft rejected the ruleset:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
