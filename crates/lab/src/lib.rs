@@ -1,0 +1,11 @@
+//! The lab: a real multi-node cluster on one Linux host built from network namespaces, veth
+//! pairs and /32 routes like Calico's routed model. This first room holds the pieces every
+//! lab needs: namespaces named with a per-run prefix that delete themselves, routed pods on a
+//! node, and sockets opened inside a namespace. No namespace gets a route to the host network.
+#![deny(missing_docs)]
+
+mod netns;
+mod node;
+
+pub use netns::{in_namespace, LabError, Namespace, Prefix};
+pub use node::{Node, Pod, TcpListeners};

@@ -1,0 +1,193 @@
+//! A node and its pods, wired like Calico's routed model: each pod has one address as /32 on
+//! `eth0` and a default route via the link-local 169.254.1.1, whose neighbour entry is the MAC
+//! of the host side of its veth (proxy ARP would need the node to route 169.254.1.1 somewhere,
+//! and a lab node has no route out); the node routes the pod's /32 to that veth.
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::netns::{in_namespace, LabError, Namespace, Prefix};
+
+/// A pod: its namespace, address and the host side of its veth.
+#[derive(Debug)]
+pub struct Pod {
+    /// The pod's network namespace.
+    pub namespace: Namespace,
+    /// Its address.
+    pub address: Ipv4Addr,
+    /// The interface in the node's namespace that leads to it.
+    pub host_interface: String,
+}
+
+/// A node: a namespace that forwards between its pods.
+#[derive(Debug)]
+pub struct Node {
+    /// The node's network namespace.
+    pub namespace: Namespace,
+    /// Its pods.
+    pub pods: Vec<Pod>,
+    prefix: Prefix,
+}
+
+impl Node {
+    /// Creates the node namespace `<prefix>-<name>` with forwarding on.
+    pub fn create(prefix: &Prefix, name: &str) -> Result<Node, LabError> {
+        let namespace = Namespace::create(prefix, name)?;
+        namespace.sysctl("net.ipv4.ip_forward", "1")?;
+        Ok(Node {
+            namespace,
+            pods: Vec::new(),
+            prefix: prefix.clone(),
+        })
+    }
+
+    /// Adds a pod `<prefix>-<name>` with `address`, routed through this node.
+    pub fn add_pod(&mut self, name: &str, address: Ipv4Addr) -> Result<&Pod, LabError> {
+        let index = self.pods.len();
+        let namespace = Namespace::create(&self.prefix, name)?;
+        let host_interface = format!("{}h{index}", self.prefix.as_str());
+        let temporary = format!("{}t{index}", self.prefix.as_str());
+        self.namespace.ip(&[
+            "link",
+            "add",
+            &host_interface,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &temporary,
+        ])?;
+        self.namespace
+            .ip(&["link", "set", &temporary, "netns", namespace.name()])?;
+        namespace.ip(&["link", "set", &temporary, "name", "eth0"])?;
+        namespace.ip(&["addr", "add", &format!("{address}/32"), "dev", "eth0"])?;
+        namespace.ip(&["link", "set", "eth0", "up"])?;
+        namespace.ip(&[
+            "route",
+            "add",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+            "scope",
+            "link",
+        ])?;
+        namespace.ip(&[
+            "route",
+            "add",
+            "default",
+            "via",
+            "169.254.1.1",
+            "dev",
+            "eth0",
+        ])?;
+        self.namespace.ip(&["link", "set", &host_interface, "up"])?;
+        let link = self
+            .namespace
+            .ip(&["-o", "link", "show", &host_interface])?;
+        let mac = link
+            .split_whitespace()
+            .skip_while(|word| *word != "link/ether")
+            .nth(1)
+            .ok_or_else(|| LabError::Command {
+                command: format!("ip -o link show {host_interface}"),
+                stderr: "no link/ether address".into(),
+            })?
+            .to_string();
+        namespace.ip(&[
+            "neigh",
+            "replace",
+            "169.254.1.1",
+            "lladdr",
+            &mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ])?;
+        self.namespace.ip(&[
+            "route",
+            "add",
+            &format!("{address}/32"),
+            "dev",
+            &host_interface,
+        ])?;
+        self.pods.push(Pod {
+            namespace,
+            address,
+            host_interface,
+        });
+        Ok(&self.pods[index])
+    }
+
+    /// Replaces this node's nftables ruleset with `text` in one transaction.
+    pub fn apply_nftables(&self, text: &str) -> Result<(), LabError> {
+        self.namespace
+            .exec_with_input("nft", &["-f", "-"], text)
+            .map(|_| ())
+    }
+}
+
+/// TCP listeners inside a pod that accept and close every connection until dropped.
+pub struct TcpListeners {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl TcpListeners {
+    /// Listens on `ports` in the pod's namespace.
+    pub fn start(pod: &Pod, ports: &[u16]) -> Result<TcpListeners, LabError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut threads = Vec::new();
+        for &port in ports {
+            let listener = in_namespace(pod.namespace.name(), move || {
+                TcpListener::bind(("0.0.0.0", port))
+            })?
+            .map_err(|source| LabError::Io {
+                what: format!("listen on port {port}"),
+                source,
+            })?;
+            listener
+                .set_nonblocking(true)
+                .map_err(|source| LabError::Io {
+                    what: "nonblocking listener".into(),
+                    source,
+                })?;
+            let stop = stop.clone();
+            threads.push(std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    match listener.accept() {
+                        Ok((stream, _)) => drop(stream),
+                        Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                    }
+                }
+            }));
+        }
+        Ok(TcpListeners { stop, threads })
+    }
+}
+
+impl Drop for TcpListeners {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// Whether a TCP connection from inside `pod` to `target` completes within `timeout`.
+pub fn tcp_connects(pod: &Pod, target: SocketAddr, timeout: Duration) -> Result<bool, LabError> {
+    in_namespace(pod.namespace.name(), move || {
+        TcpStream::connect_timeout(&target, timeout).is_ok()
+    })
+}
+
+impl Pod {
+    /// Whether a TCP connection from this pod to `target` completes within `timeout`.
+    pub fn connects(&self, target: SocketAddr, timeout: Duration) -> Result<bool, LabError> {
+        tcp_connects(self, target, timeout)
+    }
+}
