@@ -2,6 +2,7 @@
 //! line with their causes and exit with status 2.
 
 mod demo;
+mod lab;
 mod observe;
 mod policy;
 mod server;
@@ -34,6 +35,9 @@ enum Command {
     Simulate(simulate::SimulateArgs),
     /// Show flows from a server, like `hubble observe`.
     Observe(observe::ObserveArgs),
+    /// Build, inspect and remove labs: clusters of network namespaces on this host.
+    #[command(subcommand)]
+    Lab(lab::LabCommand),
     /// Validate network policies, or trace one connection through them.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
@@ -54,6 +58,7 @@ fn main() -> ExitCode {
         Command::Simulate(args) => simulate::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Policy(command) => policy::run(command),
+        Command::Lab(command) => lab::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,8 +4,12 @@
 //! node, and sockets opened inside a namespace. No namespace gets a route to the host network.
 #![deny(missing_docs)]
 
+mod lab;
 mod netns;
 mod node;
+pub mod spec;
 
-pub use netns::{in_namespace, LabError, Namespace, Prefix};
-pub use node::{Node, Pod, TcpListeners};
+pub use lab::{down, Lab, LabPod, LabState, NFLOG_GROUP};
+pub use netns::{delete_with_prefix, in_namespace, LabError, Namespace, Prefix};
+pub use node::{tcp_connects, Node, Pod, TcpListeners};
+pub use spec::{LabSpec, SpecError};

@@ -72,6 +72,20 @@ impl Prefix {
     }
 }
 
+/// Deletes every network namespace whose name starts with `<prefix>-`; returns how many.
+pub fn delete_with_prefix(prefix: &Prefix) -> Result<usize, LabError> {
+    let listing = run("ip", &["netns", "list"])?;
+    let mut deleted = 0;
+    for line in listing.lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if name.starts_with(&format!("{}-", prefix.as_str())) {
+            run("ip", &["netns", "del", name])?;
+            deleted += 1;
+        }
+    }
+    Ok(deleted)
+}
+
 /// Runs a command, returning its stdout, or an error with its stderr.
 pub(crate) fn run(program: &str, args: &[&str]) -> Result<String, LabError> {
     let output = Command::new(program)
@@ -164,6 +178,13 @@ impl Namespace {
             });
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Stops owning the namespace: it outlives this value (a lab kept after `lab up`).
+    pub fn keep(self) -> String {
+        let name = self.name.clone();
+        std::mem::forget(self);
+        name
     }
 
     /// Sets a sysctl inside the namespace.

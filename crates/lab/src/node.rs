@@ -33,6 +33,11 @@ pub struct Node {
 }
 
 impl Node {
+    /// The prefix of this node's lab.
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
     /// Creates the node namespace `<prefix>-<name>` with forwarding on.
     pub fn create(prefix: &Prefix, name: &str) -> Result<Node, LabError> {
         let namespace = Namespace::create(prefix, name)?;
@@ -122,6 +127,17 @@ impl Node {
         Ok(&self.pods[index])
     }
 
+    /// Leaves the node and its pods running after this value is gone.
+    pub fn keep(self) {
+        let Node {
+            namespace, pods, ..
+        } = self;
+        namespace.keep();
+        for pod in pods {
+            pod.namespace.keep();
+        }
+    }
+
     /// Replaces this node's nftables ruleset with `text` in one transaction.
     pub fn apply_nftables(&self, text: &str) -> Result<(), LabError> {
         self.namespace
@@ -139,16 +155,19 @@ pub struct TcpListeners {
 impl TcpListeners {
     /// Listens on `ports` in the pod's namespace.
     pub fn start(pod: &Pod, ports: &[u16]) -> Result<TcpListeners, LabError> {
+        Self::start_in(pod.namespace.name(), ports)
+    }
+
+    /// Listens on `ports` in the network namespace `netns`.
+    pub fn start_in(netns: &str, ports: &[u16]) -> Result<TcpListeners, LabError> {
         let stop = Arc::new(AtomicBool::new(false));
         let mut threads = Vec::new();
         for &port in ports {
-            let listener = in_namespace(pod.namespace.name(), move || {
-                TcpListener::bind(("0.0.0.0", port))
-            })?
-            .map_err(|source| LabError::Io {
-                what: format!("listen on port {port}"),
-                source,
-            })?;
+            let listener = in_namespace(netns, move || TcpListener::bind(("0.0.0.0", port)))?
+                .map_err(|source| LabError::Io {
+                    what: format!("listen on port {port}"),
+                    source,
+                })?;
             listener
                 .set_nonblocking(true)
                 .map_err(|source| LabError::Io {
@@ -178,9 +197,10 @@ impl Drop for TcpListeners {
     }
 }
 
-/// Whether a TCP connection from inside `pod` to `target` completes within `timeout`.
-pub fn tcp_connects(pod: &Pod, target: SocketAddr, timeout: Duration) -> Result<bool, LabError> {
-    in_namespace(pod.namespace.name(), move || {
+/// Whether a TCP connection from inside the namespace `netns` to `target` completes within
+/// `timeout`.
+pub fn tcp_connects(netns: &str, target: SocketAddr, timeout: Duration) -> Result<bool, LabError> {
+    in_namespace(netns, move || {
         TcpStream::connect_timeout(&target, timeout).is_ok()
     })
 }
@@ -188,6 +208,6 @@ pub fn tcp_connects(pod: &Pod, target: SocketAddr, timeout: Duration) -> Result<
 impl Pod {
     /// Whether a TCP connection from this pod to `target` completes within `timeout`.
     pub fn connects(&self, target: SocketAddr, timeout: Duration) -> Result<bool, LabError> {
-        tcp_connects(self, target, timeout)
+        tcp_connects(self.namespace.name(), target, timeout)
     }
 }

@@ -293,3 +293,57 @@ fn policy_trace_prints_both_traces_and_the_verdict_as_json() {
         "{stderr}"
     );
 }
+
+#[test]
+fn lab_up_exec_status_and_down() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs lab tests as root"
+        );
+        eprintln!("skipped: lab commands need root");
+        return;
+    }
+    let state = tempfile::tempdir().unwrap();
+    let state_dir = state.path().to_str().unwrap();
+    let prefix = format!("t{:05x}", std::process::id() & 0xfffff);
+    let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lab/shop.yaml");
+    let (code, stdout, stderr) =
+        run(&["lab", "up", spec, "--prefix", &prefix, "--state", state_dir]);
+    let cleanup = || run(&["lab", "down", "--prefix", &prefix, "--state", state_dir]);
+    if code != 0 {
+        cleanup();
+        panic!("lab up failed: {stderr}");
+    }
+    assert!(
+        stdout.contains("(2 nodes, 12 pods, 2 externals)"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&[
+        "lab",
+        "exec",
+        "data/redis",
+        "--state",
+        state_dir,
+        "--",
+        "ip",
+        "route",
+    ]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("default via 169.254.1.1"), "{stdout}");
+    let (_, stdout, _) = run(&["lab", "status", "--state", state_dir]);
+    assert!(stdout.contains("namespaces present: 17 of 17"), "{stdout}");
+    let (code, stdout, stderr) = cleanup();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("removed 17 namespaces"), "{stdout}");
+    let listing = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&listing.stdout).contains(&format!("{prefix}-")),
+        "nothing left behind"
+    );
+}

@@ -1,6 +1,7 @@
 //! Lab tests on real namespaces (root only; they skip with a message elsewhere, and fail in CI).
 
 mod policy_vs_kernel;
+mod shop;
 
 /// Whether this process may build labs; in CI a lab test must never skip.
 pub fn can_build_labs(test: &str) -> bool {

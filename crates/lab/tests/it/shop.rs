@@ -1,0 +1,220 @@
+//! The shop example on real namespaces: cross-node pod traffic, externals, tiers, Kubernetes
+//! policies; every connection agrees with the evaluator; down leaves nothing behind.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use caracal_flow::Action;
+use caracal_lab::{down, tcp_connects, Lab, LabSpec, Prefix, TcpListeners};
+use caracal_policy::{Connection, Evaluator, Inventory};
+
+fn spec_path() -> PathBuf {
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/lab/shop.yaml"
+    ))
+}
+
+fn namespaces_with(prefix: &str) -> usize {
+    let listing = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&listing.stdout)
+        .lines()
+        .filter(|line| line.starts_with(&format!("{prefix}-")))
+        .count()
+}
+
+#[test]
+fn the_shop_lab_routes_across_nodes_and_enforces_its_policies() {
+    if !crate::can_build_labs("the_shop_lab_routes_across_nodes_and_enforces_its_policies") {
+        return;
+    }
+    let spec = LabSpec::load(&spec_path()).unwrap();
+    let prefix = Prefix::unique();
+    let lab = Lab::up(&spec, &spec_path(), prefix.clone()).unwrap();
+    assert_eq!(lab.pods.len(), 12);
+    assert_eq!(
+        namespaces_with(prefix.as_str()),
+        1 + 2 + 12 + 2,
+        "fabric, nodes, pods, externals"
+    );
+    assert!(lab
+        .pods
+        .iter()
+        .all(|pod| pod.name.starts_with(&format!("{}-", pod.workload))
+            && pod.name.len() == pod.workload.len() + 17));
+    let mut listeners = Vec::new();
+    for pod in &lab.pods {
+        let ports: Vec<u16> = match pod.workload.as_str() {
+            "postgres" => vec![5432],
+            "redis" => vec![6379],
+            "prometheus" => vec![9090],
+            _ => vec![8080],
+        };
+        listeners.push(TcpListeners::start_in(&pod.netns, &ports).unwrap());
+    }
+    for (_, namespace, _) in &lab.externals {
+        listeners.push(TcpListeners::start_in(namespace.name(), &[443]).unwrap());
+    }
+    let inventory = Inventory::new(lab.manifests());
+    let evaluator = Evaluator::new(&lab.manifests().policies);
+    let pod = |namespace: &str, workload: &str| {
+        lab.pods
+            .iter()
+            .find(|pod| pod.namespace == namespace && pod.workload == workload)
+            .unwrap()
+    };
+    let cases: [(&str, &str, IpAddr, u16, bool); 8] = [
+        (
+            "shop",
+            "cart",
+            pod("data", "redis").address.into(),
+            6379,
+            true,
+        ),
+        (
+            "shop",
+            "frontend",
+            pod("data", "redis").address.into(),
+            6379,
+            false,
+        ),
+        (
+            "shop",
+            "frontend",
+            pod("data", "postgres").address.into(),
+            5432,
+            true,
+        ),
+        (
+            "monitoring",
+            "prometheus",
+            pod("data", "postgres").address.into(),
+            5432,
+            false,
+        ),
+        (
+            "monitoring",
+            "prometheus",
+            pod("shop", "cart").address.into(),
+            8080,
+            true,
+        ),
+        (
+            "shop",
+            "checkout",
+            "203.0.113.10".parse().unwrap(),
+            443,
+            true,
+        ),
+        (
+            "shop",
+            "frontend",
+            "198.51.100.7".parse().unwrap(),
+            443,
+            false,
+        ),
+        (
+            "shop",
+            "frontend",
+            pod("shop", "checkout").address.into(),
+            8080,
+            true,
+        ),
+    ];
+    let mut crossed_nodes = false;
+    for (namespace, workload, target, port, expected) in cases {
+        let source = pod(namespace, workload);
+        crossed_nodes |= lab
+            .pods
+            .iter()
+            .any(|other| IpAddr::V4(other.address) == target && other.node != source.node);
+        let connection = Connection {
+            source: inventory.endpoint(source.address.into()),
+            destination: inventory.endpoint(target),
+            protocol: "tcp".into(),
+            port,
+            icmp: None,
+        };
+        let verdict = evaluator.evaluate(&connection);
+        assert_eq!(
+            verdict.action == Action::Allow,
+            expected,
+            "{workload} -> {target}:{port}: evaluator"
+        );
+        let connected = tcp_connects(
+            &source.netns,
+            SocketAddr::new(target, port),
+            Duration::from_millis(if expected { 2000 } else { 300 }),
+        )
+        .unwrap();
+        assert_eq!(connected, expected, "{workload} -> {target}:{port}: kernel");
+        if workload == "frontend" && port == 5432 {
+            assert_eq!(
+                verdict.pending_action,
+                Action::Deny,
+                "the staged policy would deny the frontend"
+            );
+        }
+    }
+    assert!(crossed_nodes, "some connection crossed nodes");
+    drop(listeners);
+    drop(lab);
+    assert_eq!(
+        namespaces_with(prefix.as_str()),
+        0,
+        "dropping the lab removed everything it made"
+    );
+}
+
+#[test]
+fn a_kept_lab_is_removed_by_down_from_its_state() {
+    if !crate::can_build_labs("a_kept_lab_is_removed_by_down_from_its_state") {
+        return;
+    }
+    let spec = LabSpec::load(&spec_path()).unwrap();
+    let prefix = Prefix::unique();
+    let state = Lab::up(&spec, &spec_path(), prefix.clone()).unwrap().keep();
+    assert_eq!(
+        namespaces_with(prefix.as_str()),
+        17,
+        "kept after the value is gone"
+    );
+    let json = serde_json::to_string(&state).unwrap();
+    let restored: caracal_lab::LabState = serde_json::from_str(&json).unwrap();
+    assert_eq!(down(&restored).unwrap(), 17);
+    assert_eq!(namespaces_with(prefix.as_str()), 0);
+}
+
+#[test]
+fn bad_specs_say_where() {
+    let directory = std::env::temp_dir().join(format!("caracal-spec-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    for (text, needle) in [
+        (
+            "version: 1\nnodes: [a, b]\nworkloads:\n  - {name: w, namespace: nope}\n",
+            "workloads[0].namespace: `nope` is not declared",
+        ),
+        ("version: 1\nnodes: [a]\n", "a lab has 2 to 16 nodes"),
+        (
+            "version: 1\nnodes: [a, b]\nexternals: [{name: x, address: 8.8.8.8}]\n",
+            "not in a documentation range",
+        ),
+        (
+            "version: 1\nnodes: [a, b]\nworkloadz: []\n",
+            "unknown field `workloadz`",
+        ),
+    ] {
+        let path = directory.join("spec.yaml");
+        std::fs::write(&path, text).unwrap();
+        let error = LabSpec::load(&path).unwrap_err().to_string();
+        assert!(
+            error.contains("spec.yaml") && error.contains(needle),
+            "{error}"
+        );
+    }
+    std::fs::remove_dir_all(&directory).unwrap();
+}
