@@ -39,6 +39,90 @@ pub struct LabPod {
     pub host_interface: String,
 }
 
+/// A service of a running lab.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LabService {
+    /// Kubernetes namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Its ClusterIP.
+    pub cluster_ip: Ipv4Addr,
+    /// Its ports.
+    pub ports: Vec<ServicePort>,
+}
+
+/// One port of a running service and where it leads.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ServicePort {
+    /// Port name.
+    pub name: String,
+    /// The service port.
+    pub port: u16,
+    /// `TCP` or `UDP`.
+    pub protocol: String,
+    /// Backends as (pod address, target port).
+    pub backends: Vec<(Ipv4Addr, u16)>,
+}
+
+/// The ClusterIP of the `index`th service.
+fn cluster_ip(index: usize) -> Ipv4Addr {
+    Ipv4Addr::new(10, 96, (index / 250) as u8, (index % 250) as u8 + 2)
+}
+
+/// The `nat` table that does kube-proxy's job in every node: DNAT from a service address
+/// and port to one of its backends, chosen at random per connection.
+pub fn render_services(services: &[LabService]) -> String {
+    let mut text = String::from(
+        "table ip caracal-services
+delete table ip caracal-services
+table ip caracal-services {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+",
+    );
+    for service in services {
+        for ServicePort {
+            name,
+            port,
+            protocol,
+            backends,
+        } in &service.ports
+        {
+            let protocol = protocol.to_ascii_lowercase();
+            let head = format!("		ip daddr {} {protocol} dport {port}", service.cluster_ip);
+            let comment = format!("comment \"{}/{}:{name}\"", service.namespace, service.name);
+            match backends.as_slice() {
+                [] => text.push_str(&format!(
+                    "\t\t# {}/{}:{name} has no backend\n",
+                    service.namespace, service.name
+                )),
+                [(address, target)] => {
+                    text.push_str(&format!("{head} dnat to {address}:{target} {comment}\n"))
+                }
+                many => {
+                    let entries: Vec<String> = many
+                        .iter()
+                        .enumerate()
+                        .map(|(index, (address, target))| format!("{index} : {address} . {target}"))
+                        .collect();
+                    text.push_str(&format!(
+                        "{head} dnat ip to numgen random mod {} map {{ {} }} {comment}\n",
+                        many.len(),
+                        entries.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    text.push_str(
+        "	}
+}
+",
+    );
+    text
+}
+
 /// What `down`, `status` and `exec` need after `up` has exited.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LabState {
@@ -52,6 +136,9 @@ pub struct LabState {
     pub pods: Vec<LabPod>,
     /// External name to (network namespace, address).
     pub externals: BTreeMap<String, (String, Ipv4Addr)>,
+    /// Services.
+    #[serde(default)]
+    pub services: Vec<LabService>,
     /// The fabric namespace.
     pub fabric: String,
 }
@@ -66,6 +153,8 @@ pub struct Lab {
     pub pods: Vec<LabPod>,
     /// Externals: name, namespace, address.
     pub externals: Vec<(String, Namespace, Ipv4Addr)>,
+    /// Services with their ClusterIPs and backends.
+    pub services: Vec<LabService>,
     fabric: Namespace,
     manifests: Manifests,
     spec_path: PathBuf,
@@ -303,11 +392,64 @@ impl Lab {
                 });
             }
         }
+        let mut services = Vec::new();
+        for (index, service) in spec.services.iter().enumerate() {
+            let backends: Vec<&PodInfo> = manifests
+                .pods
+                .iter()
+                .filter(|pod| {
+                    pod.namespace == service.namespace
+                        && service
+                            .selector
+                            .iter()
+                            .all(|(key, value)| pod.labels.get(key) == Some(value))
+                })
+                .collect();
+            let ports = service
+                .ports
+                .iter()
+                .map(|port| {
+                    let targets = backends
+                        .iter()
+                        .filter_map(|pod| {
+                            let IpAddr::V4(address) = pod.ip? else {
+                                return None;
+                            };
+                            let target = match &port.target_port {
+                                crate::spec::TargetPort::Number(number) => *number,
+                                crate::spec::TargetPort::Name(name) => {
+                                    pod.ports.iter().find(|named| &named.name == name)?.port
+                                }
+                            };
+                            Some((address, target))
+                        })
+                        .collect();
+                    ServicePort {
+                        name: port.name.clone(),
+                        port: port.port,
+                        protocol: port.protocol.clone(),
+                        backends: targets,
+                    }
+                })
+                .collect();
+            services.push(LabService {
+                namespace: service.namespace.clone(),
+                name: service.name.clone(),
+                cluster_ip: cluster_ip(index),
+                ports,
+            });
+        }
+        let services_text = render_services(&services);
+        for (_, node) in &nodes {
+            // A pod's default route leads to its node, where the service address is DNAT'd.
+            node.apply_nftables(&services_text)?;
+        }
         let lab = Lab {
             prefix,
             nodes,
             pods,
             externals,
+            services,
             fabric,
             manifests,
             spec_path: spec_path.to_path_buf(),
@@ -383,6 +525,7 @@ impl Lab {
                 })
                 .collect(),
             fabric: self.fabric.name().to_string(),
+            services: self.services.clone(),
         }
     }
 
@@ -409,4 +552,50 @@ impl Lab {
 /// Removes a kept lab: every namespace with its prefix. Returns how many were removed.
 pub fn down(state: &LabState) -> Result<usize, LabError> {
     delete_with_prefix(&Prefix::new(&state.prefix)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn services_render_as_one_dnat_rule_per_port() {
+        let services = vec![
+            LabService {
+                namespace: "data".into(),
+                name: "postgres".into(),
+                cluster_ip: cluster_ip(3),
+                ports: vec![ServicePort {
+                    name: "postgres".into(),
+                    port: 5432,
+                    protocol: "TCP".into(),
+                    backends: vec![
+                        (Ipv4Addr::new(10, 244, 1, 2), 5432),
+                        (Ipv4Addr::new(10, 244, 1, 3), 5432),
+                    ],
+                }],
+            },
+            LabService {
+                namespace: "shop".into(),
+                name: "idle".into(),
+                cluster_ip: cluster_ip(4),
+                ports: vec![ServicePort {
+                    name: "http".into(),
+                    port: 80,
+                    protocol: "TCP".into(),
+                    backends: vec![],
+                }],
+            },
+        ];
+        let text = render_services(&services);
+        assert!(
+            text.starts_with("table ip caracal-services\ndelete table ip caracal-services\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("ip daddr 10.96.0.5 tcp dport 5432 dnat ip to numgen random mod 2 map { 0 : 10.244.1.2 . 5432, 1 : 10.244.1.3 . 5432 } comment \"data/postgres:postgres\""),
+            "{text}"
+        );
+        assert!(text.contains("# shop/idle:http has no backend"), "{text}");
+    }
 }

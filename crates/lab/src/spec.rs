@@ -33,6 +33,9 @@ pub struct LabSpec {
     /// Deployment-like workloads.
     #[serde(default)]
     pub workloads: Vec<WorkloadSpec>,
+    /// ClusterIP services.
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
     /// Hosts outside the cluster.
     #[serde(default)]
     pub externals: Vec<ExternalSpec>,
@@ -93,6 +96,45 @@ pub struct WorkloadSpec {
 
 fn one() -> usize {
     1
+}
+
+/// A ClusterIP service: a virtual address DNAT'd to the pods its selector picks.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Name.
+    pub name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// Pod labels that pick its backends (in its namespace).
+    pub selector: BTreeMap<String, String>,
+    /// Ports.
+    pub ports: Vec<ServicePortSpec>,
+}
+
+/// One port of a service.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServicePortSpec {
+    /// Port name.
+    pub name: String,
+    /// The service port.
+    pub port: u16,
+    /// The backend port: a number or the name of a container port.
+    pub target_port: TargetPort,
+    /// TCP or UDP.
+    #[serde(default = "tcp")]
+    pub protocol: String,
+}
+
+/// A backend port by number or by container port name.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum TargetPort {
+    /// A port number.
+    Number(u16),
+    /// A named container port.
+    Name(String),
 }
 
 /// A host outside the cluster, on the fabric.

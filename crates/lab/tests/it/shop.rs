@@ -161,6 +161,36 @@ fn the_shop_lab_routes_across_nodes_and_enforces_its_policies() {
         }
     }
     assert!(crossed_nodes, "some connection crossed nodes");
+    // Through ClusterIP services: DNAT in the source's node, then the backend's policy.
+    let service = |name: &str| {
+        lab.services
+            .iter()
+            .find(|service| service.name == name)
+            .unwrap()
+    };
+    assert_eq!(
+        service("postgres").ports[0].backends.len(),
+        2,
+        "both postgres replicas are backends"
+    );
+    for (workload, name, port, expected) in [
+        ("checkout", "postgres", 5432, true),
+        ("cart", "redis", 6379, true),
+        ("frontend", "redis", 6379, false),
+        ("frontend", "cart", 80, true),
+    ] {
+        let source = pod("shop", workload);
+        let target = SocketAddr::new(service(name).cluster_ip.into(), port);
+        for _ in 0..3 {
+            let connected = tcp_connects(
+                &source.netns,
+                target,
+                Duration::from_millis(if expected { 2000 } else { 300 }),
+            )
+            .unwrap();
+            assert_eq!(connected, expected, "{workload} -> service {name}:{port}");
+        }
+    }
     drop(listeners);
     drop(lab);
     assert_eq!(
