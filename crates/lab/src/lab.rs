@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use caracal_policy::{
     load_str, render, Inventory, LocalEndpoint, Manifests, NamedPort, NamespaceInfo, PodInfo,
+    Ruleset,
 };
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +156,8 @@ pub struct Lab {
     pub externals: Vec<(String, Namespace, Ipv4Addr)>,
     /// Services with their ClusterIPs and backends.
     pub services: Vec<LabService>,
+    /// The ruleset applied to each node, by node name: its tags map NFLOG prefixes to hits.
+    pub rulesets: BTreeMap<String, Ruleset>,
     fabric: Namespace,
     manifests: Manifests,
     spec_path: PathBuf,
@@ -444,12 +447,13 @@ impl Lab {
             // A pod's default route leads to its node, where the service address is DNAT'd.
             node.apply_nftables(&services_text)?;
         }
-        let lab = Lab {
+        let mut lab = Lab {
             prefix,
             nodes,
             pods,
             externals,
             services,
+            rulesets: BTreeMap::new(),
             fabric,
             manifests,
             spec_path: spec_path.to_path_buf(),
@@ -464,7 +468,7 @@ impl Lab {
     }
 
     /// Renders and applies each node's ruleset; `generation` goes into the NFLOG prefixes.
-    pub fn apply_policies(&self, generation: u32) -> Result<(), LabError> {
+    pub fn apply_policies(&mut self, generation: u32) -> Result<(), LabError> {
         let inventory = Inventory::new(&self.manifests);
         for (name, node) in &self.nodes {
             let endpoints: Vec<LocalEndpoint> = self
@@ -495,6 +499,7 @@ impl Lab {
                 stderr: error.to_string(),
             })?;
             node.apply_nftables(&ruleset.text)?;
+            self.rulesets.insert(name.clone(), ruleset);
         }
         Ok(())
     }
