@@ -1,10 +1,12 @@
 //! The node agent: reads what the kernel decided and counted, attaches Kubernetes identity
-//! and policy traces, folds connections into flow updates, and uploads them. This first room
-//! is the NFLOG collector: verdicts logged by the rendered ruleset, parsed into the rule tag
-//! that decided and the packet's five-tuple.
+//! and policy traces, folds connections into flow updates, and uploads them. The collectors
+//! here read NFLOG verdicts (the rule tag that decided, and the packet's five-tuple) and
+//! conntrack entries (original and reply tuples, counters).
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod conntrack;
 pub mod nflog;
 
+pub use conntrack::{ConntrackEntry, ConntrackSocket, DirectionCounters, EntryEvent};
 pub use nflog::{parse_packet, parse_prefix, FiveTuple, NflogError, NflogSocket, Verdict};

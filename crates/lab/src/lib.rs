@@ -11,5 +11,5 @@ pub mod spec;
 
 pub use lab::{down, render_services, Lab, LabPod, LabService, LabState, ServicePort, NFLOG_GROUP};
 pub use netns::{delete_with_prefix, in_namespace, LabError, Namespace, Prefix};
-pub use node::{tcp_connects, Node, Pod, TcpListeners};
+pub use node::{tcp_connects, tcp_send, Node, Pod, TcpListeners};
 pub use spec::{LabSpec, SpecError};

@@ -42,6 +42,15 @@ impl Node {
     pub fn create(prefix: &Prefix, name: &str) -> Result<Node, LabError> {
         let namespace = Namespace::create(prefix, name)?;
         namespace.sysctl("net.ipv4.ip_forward", "1")?;
+        // A first ruleset that uses conntrack loads it, so its sysctls exist; the policy
+        // ruleset replaces this table later. Then counters and timestamps for the agent.
+        namespace.exec_with_input(
+            "nft",
+            &["-f", "-"],
+            "table inet caracal {\n\tchain forward {\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state established,related accept\n\t}\n}\n",
+        )?;
+        namespace.sysctl("net.netfilter.nf_conntrack_acct", "1")?;
+        namespace.sysctl("net.netfilter.nf_conntrack_timestamp", "1")?;
         Ok(Node {
             namespace,
             pods: Vec::new(),
@@ -146,7 +155,8 @@ impl Node {
     }
 }
 
-/// TCP listeners inside a pod that accept and close every connection until dropped.
+/// TCP listeners inside a pod that accept every connection and read it to the end (at most
+/// 16 MiB, two seconds idle) until dropped.
 pub struct TcpListeners {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -178,13 +188,29 @@ impl TcpListeners {
             threads.push(std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     match listener.accept() {
-                        Ok((stream, _)) => drop(stream),
+                        Ok((stream, _)) => {
+                            std::thread::spawn(move || drain(stream));
+                        }
                         Err(_) => std::thread::sleep(Duration::from_millis(2)),
                     }
                 }
             }));
         }
         Ok(TcpListeners { stop, threads })
+    }
+}
+
+fn drain(mut stream: TcpStream) {
+    use std::io::Read;
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buffer = [0u8; 16 * 1024];
+    let mut total = 0usize;
+    while total < 16 << 20 {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(read) => total += read,
+        }
     }
 }
 
@@ -195,6 +221,32 @@ impl Drop for TcpListeners {
             let _ = thread.join();
         }
     }
+}
+
+/// Opens a TCP connection from inside `netns` to `target`, sends `bytes` bytes and closes it;
+/// returns false when it could not connect within `timeout`.
+pub fn tcp_send(
+    netns: &str,
+    target: SocketAddr,
+    bytes: usize,
+    timeout: Duration,
+) -> Result<bool, LabError> {
+    in_namespace(netns, move || {
+        use std::io::Write;
+        let Ok(mut stream) = TcpStream::connect_timeout(&target, timeout) else {
+            return false;
+        };
+        let chunk = vec![0x5a_u8; bytes.min(64 * 1024)];
+        let mut left = bytes;
+        while left > 0 {
+            let now = left.min(chunk.len());
+            if stream.write_all(&chunk[..now]).is_err() {
+                return false;
+            }
+            left -= now;
+        }
+        stream.shutdown(std::net::Shutdown::Both).is_ok()
+    })
 }
 
 /// Whether a TCP connection from inside the namespace `netns` to `target` completes within

@@ -138,3 +138,95 @@ fn nflog_verdicts_name_the_deciding_rule_of_real_connections() {
     // Only the first packet of a connection is logged: one verdict per hit.
     assert_eq!(hits.len(), 3, "{hits:?}");
 }
+
+#[test]
+fn conntrack_reports_service_translation_and_byte_counters() {
+    use caracal_agent::{ConntrackSocket, EntryEvent};
+    use caracal_lab::tcp_send;
+    if !can_build_labs("conntrack_reports_service_translation_and_byte_counters") {
+        return;
+    }
+    let spec_path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/lab/shop.yaml"
+    ));
+    let spec = LabSpec::load(&spec_path).unwrap();
+    let lab = Lab::up(&spec, &spec_path, Prefix::unique()).unwrap();
+    let checkout = lab
+        .pods
+        .iter()
+        .find(|pod| pod.workload == "checkout")
+        .unwrap();
+    let node = &lab
+        .nodes
+        .iter()
+        .find(|(name, _)| name == &checkout.node)
+        .unwrap()
+        .1;
+    let mut events = in_namespace(node.namespace.name(), ConntrackSocket::events)
+        .unwrap()
+        .unwrap();
+    let backends: Vec<IpAddr> = lab
+        .pods
+        .iter()
+        .filter(|pod| pod.workload == "postgres")
+        .map(|pod| IpAddr::V4(pod.address))
+        .collect();
+    let _listeners: Vec<TcpListeners> = lab
+        .pods
+        .iter()
+        .filter(|pod| pod.workload == "postgres")
+        .map(|pod| TcpListeners::start_in(&pod.netns, &[5432]).unwrap())
+        .collect();
+    let service = lab
+        .services
+        .iter()
+        .find(|service| service.name == "postgres")
+        .unwrap();
+    let target = SocketAddr::new(IpAddr::V4(service.cluster_ip), 5432);
+    const SENT: u64 = 200_000;
+    assert!(
+        tcp_send(
+            &checkout.netns,
+            target,
+            SENT as usize,
+            Duration::from_secs(2)
+        )
+        .unwrap(),
+        "checkout reaches the postgres service"
+    );
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut created = Vec::new();
+    while Instant::now() < deadline && created.is_empty() {
+        created.extend(events.receive().unwrap().into_iter().filter(|entry| {
+            entry.event == EntryEvent::New && entry.original.destination == target.ip()
+        }));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let new = created.first().expect("a NEW event for the connection");
+    assert_eq!(new.original.source, IpAddr::V4(checkout.address));
+    assert!(
+        backends.contains(&new.reply.source),
+        "the reply tuple names the real backend: {new:?}"
+    );
+    assert_eq!(new.reply.source_port, 5432);
+    // Counters of the connection, read by a dump as the agent does every flush.
+    let dumped = in_namespace(node.namespace.name(), ConntrackSocket::dump)
+        .unwrap()
+        .unwrap();
+    let entry = dumped
+        .iter()
+        .find(|entry| entry.id == new.id)
+        .expect("the connection in the dump");
+    assert_eq!(entry.event, EntryEvent::Dump);
+    let sent = entry.original_counters;
+    let overhead = 52 * sent.packets + 200;
+    assert!(
+        sent.bytes >= SENT && sent.bytes <= SENT + overhead,
+        "{sent:?} for {SENT} bytes of payload"
+    );
+    assert!(
+        entry.reply_counters.packets > 0,
+        "acknowledgements came back"
+    );
+}
