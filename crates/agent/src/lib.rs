@@ -5,8 +5,10 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod assembly;
 pub mod conntrack;
 pub mod nflog;
 
+pub use assembly::{Assembler, AssemblyConfig, AssemblyStats, ServiceAddress};
 pub use conntrack::{ConntrackEntry, ConntrackSocket, DirectionCounters, EntryEvent};
 pub use nflog::{parse_packet, parse_prefix, FiveTuple, NflogError, NflogSocket, Verdict};

@@ -18,6 +18,8 @@ pub struct Workload {
     pub namespace: String,
     /// Pod name.
     pub name: String,
+    /// `metadata.generateName`: the workload prefix of replica-set pods.
+    pub generate_name: Option<String>,
     /// Pod labels.
     pub labels: BTreeMap<String, String>,
     /// Labels of its namespace.
@@ -559,6 +561,7 @@ impl Inventory {
         Workload {
             namespace: pod.namespace.clone(),
             name: pod.name.clone(),
+            generate_name: pod.generate_name.clone(),
             labels: pod.labels.clone(),
             namespace_labels: self
                 .namespaces

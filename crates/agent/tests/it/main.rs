@@ -230,3 +230,259 @@ fn conntrack_reports_service_translation_and_byte_counters() {
         "acknowledgements came back"
     );
 }
+
+#[test]
+fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
+    use caracal_agent::{Assembler, AssemblyConfig, ConntrackSocket, ServiceAddress};
+    use caracal_flow::{Action, EndpointType, Reporter, ServiceRef};
+    use caracal_lab::tcp_send;
+    use caracal_policy::{Evaluator, Inventory};
+    if !can_build_labs("flows_from_real_traffic_carry_names_services_traces_and_counters") {
+        return;
+    }
+    let spec_path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/lab/shop.yaml"
+    ));
+    let spec = LabSpec::load(&spec_path).unwrap();
+    let lab = Lab::up(&spec, &spec_path, Prefix::unique()).unwrap();
+    let services: Vec<ServiceAddress> = lab
+        .services
+        .iter()
+        .flat_map(|service| {
+            service.ports.iter().map(move |port| ServiceAddress {
+                address: IpAddr::V4(service.cluster_ip),
+                port: port.port,
+                protocol: 6,
+                service: ServiceRef {
+                    name: service.name.clone(),
+                    namespace: service.namespace.clone(),
+                    port_name: port.name.clone(),
+                    port: port.port,
+                },
+            })
+        })
+        .collect();
+    // One agent core per node, with that node's sockets.
+    struct NodeAgent {
+        nflog: NflogSocket,
+        events: ConntrackSocket,
+        assembler: Assembler,
+        netns: String,
+    }
+    let mut agents: BTreeMap<String, NodeAgent> = BTreeMap::new();
+    for (name, node) in &lab.nodes {
+        let netns = node.namespace.name().to_string();
+        let nflog = in_namespace(&netns, || NflogSocket::open(NFLOG_GROUP, 128))
+            .unwrap()
+            .unwrap();
+        let events = in_namespace(&netns, ConntrackSocket::events)
+            .unwrap()
+            .unwrap();
+        let local = lab
+            .pods
+            .iter()
+            .filter(|pod| &pod.node == name)
+            .map(|pod| IpAddr::V4(pod.address))
+            .collect();
+        let mut assembler = Assembler::new(
+            AssemblyConfig::default(),
+            Inventory::new(lab.manifests()),
+            Evaluator::new(&lab.manifests().policies),
+            local,
+            services.clone(),
+        );
+        assembler.set_ruleset(1, lab.rulesets[name].tags.clone());
+        agents.insert(
+            name.clone(),
+            NodeAgent {
+                nflog,
+                events,
+                assembler,
+                netns,
+            },
+        );
+    }
+    let pod = |workload: &str| {
+        lab.pods
+            .iter()
+            .find(|pod| pod.workload == workload)
+            .unwrap()
+    };
+    let mut listeners = Vec::new();
+    for backend in lab.pods.iter().filter(|pod| pod.workload == "postgres") {
+        listeners.push(TcpListeners::start_in(&backend.netns, &[5432]).unwrap());
+    }
+    listeners.push(TcpListeners::start_in(lab.externals[0].1.name(), &[443]).unwrap());
+    let postgres_service = SocketAddr::new(
+        IpAddr::V4(
+            lab.services
+                .iter()
+                .find(|s| s.name == "postgres")
+                .unwrap()
+                .cluster_ip,
+        ),
+        5432,
+    );
+    const SENT: u64 = 50_000;
+    assert!(tcp_send(
+        &pod("checkout").netns,
+        postgres_service,
+        SENT as usize,
+        Duration::from_secs(2)
+    )
+    .unwrap());
+    assert!(!tcp_connects(
+        &pod("prometheus").netns,
+        SocketAddr::new(IpAddr::V4(pod("postgres").address), 5432),
+        Duration::from_millis(300)
+    )
+    .unwrap());
+    assert!(tcp_send(
+        &pod("frontend").netns,
+        SocketAddr::new("203.0.113.10".parse().unwrap(), 443),
+        1000,
+        Duration::from_secs(2)
+    )
+    .unwrap());
+    // Feed everything the kernel said, then a dump for the counters, then flush.
+    let mut flows = Vec::new();
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(600) {
+        for agent in agents.values_mut() {
+            for (prefix, payload) in agent.nflog.receive().unwrap() {
+                let (generation, tag) = parse_prefix(&prefix).unwrap();
+                agent.assembler.on_verdict(
+                    &Verdict {
+                        generation,
+                        tag,
+                        packet: parse_packet(&payload).unwrap(),
+                    },
+                    100,
+                );
+            }
+            for entry in agent.events.receive().unwrap() {
+                agent.assembler.on_conntrack(&entry, 100);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (node, agent) in agents.iter_mut() {
+        for entry in in_namespace(&agent.netns, ConntrackSocket::dump)
+            .unwrap()
+            .unwrap()
+        {
+            agent.assembler.on_conntrack(&entry, 101);
+        }
+        for flow in agent.assembler.flush(90, 105) {
+            flows.push((node.clone(), flow));
+        }
+        assert_eq!(agent.assembler.stats().unknown_tags, 0);
+    }
+    let find = |reporter: Reporter, source: &str, dest: &str| {
+        flows
+            .iter()
+            .map(|(_, flow)| flow)
+            .find(|flow| {
+                flow.key.reporter == reporter
+                    && flow.key.source.name.starts_with(source)
+                    && flow.key.dest.name.starts_with(dest)
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {reporter:?} flow {source} -> {dest} in {:#?}",
+                    flows
+                        .iter()
+                        .map(|(n, f)| (n, &f.key.source.name, &f.key.dest.name, f.key.reporter))
+                        .collect::<Vec<_>>()
+                )
+            })
+    };
+    // checkout -> postgres through the service, from both sides.
+    let source_side = find(Reporter::Src, "checkout-", "postgres-");
+    assert!(
+        source_side.key.source.name.ends_with('*') && source_side.key.dest.name.ends_with('*'),
+        "allowed flows are at level 2"
+    );
+    assert_eq!(
+        source_side.key.service,
+        ServiceRef {
+            name: "postgres".into(),
+            namespace: "data".into(),
+            port_name: "postgres".into(),
+            port: 5432
+        }
+    );
+    assert_eq!(source_side.key.dest_port, 5432);
+    let texts: Vec<String> = source_side
+        .key
+        .policies
+        .enforced
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            "0|security|gnp:security.deny-crawlers|pass|1",
+            "1||pro:kns.shop|allow|0"
+        ]
+    );
+    assert!(
+        source_side.counters.bytes_out >= SENT
+            && source_side.counters.bytes_out <= SENT * 105 / 100 + 2000,
+        "{:?}",
+        source_side.counters
+    );
+    assert_eq!(source_side.counters.connections_started, 1);
+    assert!(source_side
+        .source_labels
+        .as_slice()
+        .contains(&"app=checkout".to_string()));
+    let dest_side = find(Reporter::Dst, "checkout-", "postgres-");
+    let texts: Vec<String> = dest_side
+        .key
+        .policies
+        .enforced
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(texts, ["0|default|knp:data/postgres-from-shop|allow|0"]);
+    assert!(dest_side
+        .key
+        .policies
+        .pending
+        .iter()
+        .any(|hit| hit.name == "postgres-from-shop"
+            && hit.kind == PolicyKind::StagedKubernetesNetworkPolicy));
+    assert!(
+        dest_side.counters.bytes_in >= SENT,
+        "{:?}",
+        dest_side.counters
+    );
+    // prometheus -> postgres: denied at the destination, named at level 1 (pod names).
+    let denied = find(Reporter::Dst, "prometheus-", "postgres-");
+    assert_eq!(denied.key.action, Action::Deny);
+    assert!(
+        !denied.key.source.name.ends_with('*'),
+        "denied flows keep pod names"
+    );
+    assert_eq!(denied.key.policies.enforced[0].kind, PolicyKind::EndOfTier);
+    assert_eq!(
+        denied.key.policies.enforced[0]
+            .trigger
+            .as_ref()
+            .unwrap()
+            .name,
+        "default-deny"
+    );
+    assert!(denied.counters.packets_in >= 1);
+    // frontend -> the payments API outside: `pub`, with its address kept.
+    let external = find(Reporter::Src, "frontend-", "pub");
+    assert_eq!(external.key.dest.kind, EndpointType::Network);
+    assert_eq!(
+        external.dest_ips.members(),
+        ["203.0.113.10".parse::<IpAddr>().unwrap()]
+    );
+    drop(listeners);
+}
