@@ -8,7 +8,9 @@
 pub mod assembly;
 pub mod conntrack;
 pub mod nflog;
+pub mod upload;
 
 pub use assembly::{Assembler, AssemblyConfig, AssemblyStats, ServiceAddress};
 pub use conntrack::{ConntrackEntry, ConntrackSocket, DirectionCounters, EntryEvent};
 pub use nflog::{parse_packet, parse_prefix, FiveTuple, NflogError, NflogSocket, Verdict};
+pub use upload::{UploadConfig, UploadStats, Uploader};

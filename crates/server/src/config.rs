@@ -280,11 +280,26 @@ impl Server {
             })
         };
         shutdown.await;
+        hub.begin_shutdown();
         let _ = stop.send(true);
         let _ = ticker.await;
-        // Streams never end on their own; give open ones a moment, then stop waiting.
-        let _ = tokio::time::timeout(Duration::from_secs(3), http_server).await;
-        let _ = tokio::time::timeout(Duration::from_secs(3), grpc_server).await;
+        // Streams never end on their own: give open ones a moment, then end the servers, so
+        // nothing is ingested after the hot window is saved.
+        let (mut http_server, mut grpc_server) = (http_server, grpc_server);
+        if tokio::time::timeout(Duration::from_secs(3), &mut http_server)
+            .await
+            .is_err()
+        {
+            http_server.abort();
+            let _ = http_server.await;
+        }
+        if tokio::time::timeout(Duration::from_secs(3), &mut grpc_server)
+            .await
+            .is_err()
+        {
+            grpc_server.abort();
+            let _ = grpc_server.await;
+        }
         crate::snapshot::save(&hub, &config.data).map_err(|source| ServerError::Data {
             path: config.data.clone(),
             source,

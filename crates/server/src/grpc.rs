@@ -299,8 +299,14 @@ pub async fn stream_flows(
             bucket += BUCKET_SECONDS;
         }
     }
+    let closing = hub.closing();
+    tokio::pin!(closing);
     loop {
-        match live.recv().await {
+        let received = tokio::select! {
+            _ = &mut closing => return,
+            received = live.recv() => received,
+        };
+        match received {
             Ok(closed) if closed.start <= last_sent => continue,
             Ok(closed) => {
                 last_sent = closed.start;
@@ -359,7 +365,10 @@ impl wire::flow_collector_server::FlowCollector for GrpcApi {
             }
             Ok(wire::FlowReceipt {})
         });
-        Ok(Response::new(Box::pin(receipts)))
+        let closing = self.hub.closing();
+        Ok(Response::new(Box::pin(
+            futures_util::StreamExt::take_until(receipts, closing),
+        )))
     }
 }
 
@@ -478,6 +487,9 @@ impl caracal::ingest_server::Ingest for GrpcApi {
                 duplicate: outcome.duplicate,
             })
         });
-        Ok(Response::new(Box::pin(acks)))
+        let closing = self.hub.closing();
+        Ok(Response::new(Box::pin(
+            futures_util::StreamExt::take_until(acks, closing),
+        )))
     }
 }

@@ -44,6 +44,7 @@ pub struct Hub {
     /// Counters and gauges.
     pub metrics: Metrics,
     started: i64,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Buckets a slow stream may fall behind before it is dropped.
@@ -63,7 +64,21 @@ impl Hub {
             sequences: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             started: now,
+            shutdown: tokio::sync::watch::channel(false).0,
         }))
+    }
+
+    /// Tells every long-lived stream (ingest and live) to end: the server is stopping.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Resolves once the server is stopping.
+    pub fn closing(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut receiver = self.shutdown.subscribe();
+        async move {
+            let _ = receiver.wait_for(|stopping| *stopping).await;
+        }
     }
 
     /// Now, from the hub's clock.

@@ -1,6 +1,8 @@
 //! The agent's collectors against real packets in a lab (root only; skipped with a message
 //! elsewhere, failing in CI).
 
+mod upload;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
