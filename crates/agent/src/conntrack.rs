@@ -261,8 +261,8 @@ impl ConntrackSocket {
         }
     }
 
-    /// Every connection the kernel tracks now, with counters so far.
-    pub fn dump() -> Result<Vec<ConntrackEntry>, NflogError> {
+    /// A socket for dumps, in the namespace of the calling thread.
+    pub fn dumper() -> Result<ConntrackSocket, NflogError> {
         let mut socket = Socket::new(NETLINK_NETFILTER).map_err(|source| NflogError::Socket {
             what: "socket",
             source,
@@ -277,6 +277,19 @@ impl ConntrackSocket {
                 what: "connect",
                 source,
             })?;
+        Ok(ConntrackSocket {
+            socket,
+            buffer: vec![0; 1 << 16],
+        })
+    }
+
+    /// Every connection the kernel tracks now, with counters so far (a one-off socket).
+    pub fn dump() -> Result<Vec<ConntrackEntry>, NflogError> {
+        Self::dumper()?.dump_now()
+    }
+
+    /// Every connection the kernel tracks now, read through this dump socket.
+    pub fn dump_now(&mut self) -> Result<Vec<ConntrackEntry>, NflogError> {
         let mut entries = Vec::new();
         for family in [NetfilterProtoFamily::IPv4, NetfilterProtoFamily::IPv6] {
             let mut header = NetlinkHeader::default();
@@ -291,22 +304,21 @@ impl ConntrackSocket {
             request.finalize();
             let mut bytes = vec![0; request.buffer_len()];
             request.serialize(&mut bytes);
-            socket
+            self.socket
                 .send(&bytes, 0)
                 .map_err(|source| NflogError::Socket {
                     what: "dump request",
                     source,
                 })?;
-            let mut buffer = vec![0; 1 << 16];
             loop {
-                let size =
-                    socket
-                        .recv(&mut &mut buffer[..], 0)
-                        .map_err(|source| NflogError::Socket {
-                            what: "dump",
-                            source,
-                        })?;
-                if parse_messages(&buffer[..size], true, &mut entries) {
+                let size = self
+                    .socket
+                    .recv(&mut &mut self.buffer[..], 0)
+                    .map_err(|source| NflogError::Socket {
+                        what: "dump",
+                        source,
+                    })?;
+                if parse_messages(&self.buffer[..size], true, &mut entries) {
                     break;
                 }
             }

@@ -8,9 +8,11 @@
 pub mod assembly;
 pub mod conntrack;
 pub mod nflog;
+pub mod runtime;
 pub mod upload;
 
 pub use assembly::{Assembler, AssemblyConfig, AssemblyStats, ServiceAddress};
 pub use conntrack::{ConntrackEntry, ConntrackSocket, DirectionCounters, EntryEvent};
 pub use nflog::{parse_packet, parse_prefix, FiveTuple, NflogError, NflogSocket, Verdict};
+pub use runtime::{NodeAgent, NodeSockets, NodeStats};
 pub use upload::{UploadConfig, UploadStats, Uploader};

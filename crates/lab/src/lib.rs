@@ -8,8 +8,10 @@ mod lab;
 mod netns;
 mod node;
 pub mod spec;
+mod traffic;
 
 pub use lab::{down, render_services, Lab, LabPod, LabService, LabState, ServicePort, NFLOG_GROUP};
 pub use netns::{delete_with_prefix, in_namespace, LabError, Namespace, Prefix};
 pub use node::{tcp_connects, tcp_send, Node, Pod, TcpListeners};
-pub use spec::{LabSpec, SpecError};
+pub use spec::{LabSpec, SpecError, TrafficSpec};
+pub use traffic::{TrafficRunner, TrafficStats};

@@ -42,6 +42,28 @@ pub struct LabSpec {
     /// Policy manifest files or directories, relative to the spec file.
     #[serde(default)]
     pub policies: Vec<PathBuf>,
+    /// Traffic the lab makes while it runs.
+    #[serde(default)]
+    pub traffic: Vec<TrafficSpec>,
+}
+
+/// A traffic pattern: TCP connections from a workload's replicas to a target.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrafficSpec {
+    /// `NAMESPACE/WORKLOAD` whose replicas connect.
+    pub from: String,
+    /// `service:NS/NAME`, `workload:NS/NAME` or `external:NAME`.
+    pub to: String,
+    /// Destination port.
+    pub port: u16,
+    /// Connections per second (at most 200).
+    pub rate: f64,
+    /// Bytes sent on each connection (at most 1 MiB).
+    #[serde(default)]
+    pub bytes: usize,
+    /// Seconds it runs; until the lab stops when absent.
+    pub duration: Option<u64>,
 }
 
 /// A namespace.

@@ -1,6 +1,7 @@
 //! The agent's collectors against real packets in a lab (root only; skipped with a message
 //! elsewhere, failing in CI).
 
+mod end_to_end;
 mod upload;
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use caracal_agent::{parse_packet, parse_prefix, NflogSocket, Verdict};
 use caracal_flow::PolicyKind;
 use caracal_lab::{in_namespace, tcp_connects, Lab, LabSpec, Prefix, TcpListeners, NFLOG_GROUP};
 
-fn can_build_labs(test: &str) -> bool {
+pub fn can_build_labs(test: &str) -> bool {
     let root = std::process::Command::new("id")
         .arg("-u")
         .output()

@@ -1,0 +1,164 @@
+//! The agent's loop for one node: drains verdicts and connection events every poll, and at
+//! every flush boundary (multiples of the flush interval) reads counters with a dump, folds
+//! everything into flow updates and hands them to the uploader. The sockets are opened by the
+//! caller in the node's network namespace; the loop itself runs on its own thread.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::assembly::Assembler;
+use crate::conntrack::ConntrackSocket;
+use crate::nflog::{parse_packet, parse_prefix, NflogSocket, Verdict};
+use crate::upload::Uploader;
+
+/// The kernel sockets of one node.
+pub struct NodeSockets {
+    /// NFLOG verdicts.
+    pub nflog: NflogSocket,
+    /// Conntrack new/destroy events.
+    pub events: ConntrackSocket,
+    /// Conntrack dumps.
+    pub dumper: ConntrackSocket,
+}
+
+/// Counts of one node's loop.
+#[derive(Debug, Default)]
+pub struct NodeStats {
+    /// Verdicts read.
+    pub verdicts: AtomicU64,
+    /// Verdicts that did not parse.
+    pub bad_verdicts: AtomicU64,
+    /// Conntrack events and dump entries read.
+    pub connections: AtomicU64,
+    /// Flow updates handed to the uploader.
+    pub flows: AtomicU64,
+    /// Socket errors.
+    pub errors: AtomicU64,
+}
+
+/// A running node loop; stops when dropped.
+pub struct NodeAgent {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+    /// Counts.
+    pub stats: Arc<NodeStats>,
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl NodeAgent {
+    /// Starts the loop with a flush every `flush_interval` seconds.
+    pub fn start(
+        mut sockets: NodeSockets,
+        mut assembler: Assembler,
+        uploader: Uploader,
+        flush_interval: i64,
+    ) -> NodeAgent {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(NodeStats::default());
+        let (stopping, counts) = (stop.clone(), stats.clone());
+        let interval = flush_interval.max(1);
+        let thread = std::thread::spawn(move || {
+            let mut window_start = unix_now().div_euclid(interval) * interval;
+            loop {
+                let stopped = stopping.load(Ordering::Relaxed);
+                let now = unix_now();
+                match sockets.nflog.receive() {
+                    Ok(packets) => {
+                        for (prefix, payload) in packets {
+                            match (parse_prefix(&prefix), parse_packet(&payload)) {
+                                (Ok((generation, tag)), Ok(packet)) => {
+                                    counts.verdicts.fetch_add(1, Ordering::Relaxed);
+                                    assembler.on_verdict(
+                                        &Verdict {
+                                            generation,
+                                            tag,
+                                            packet,
+                                        },
+                                        now,
+                                    );
+                                }
+                                _ => {
+                                    counts.bad_verdicts.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                match sockets.events.receive() {
+                    Ok(entries) => {
+                        counts
+                            .connections
+                            .fetch_add(entries.len() as u64, Ordering::Relaxed);
+                        for entry in &entries {
+                            assembler.on_conntrack(entry, now);
+                        }
+                    }
+                    Err(_) => {
+                        counts.errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if now >= window_start + interval || stopped {
+                    match sockets.dumper.dump_now() {
+                        Ok(entries) => {
+                            for entry in &entries {
+                                assembler.on_conntrack(entry, now);
+                            }
+                        }
+                        Err(_) => {
+                            counts.errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    let end = if stopped {
+                        now + 1
+                    } else {
+                        window_start + interval
+                    };
+                    let flows = assembler.flush(window_start, end);
+                    counts
+                        .flows
+                        .fetch_add(flows.len() as u64, Ordering::Relaxed);
+                    uploader.send(&flows);
+                    window_start = end.div_euclid(interval) * interval;
+                }
+                if stopped {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        NodeAgent {
+            stop,
+            thread: Some(thread),
+            stats,
+        }
+    }
+
+    /// Flushes what is pending and stops.
+    pub fn stop(mut self) {
+        self.finish();
+    }
+
+    fn finish(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for NodeAgent {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
