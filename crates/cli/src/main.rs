@@ -3,6 +3,7 @@
 
 mod demo;
 mod lab;
+mod lab_agents;
 mod observe;
 mod policy;
 mod server;
