@@ -347,3 +347,156 @@ fn lab_up_exec_status_and_down() {
         "nothing left behind"
     );
 }
+
+/// Starts `caracal demo` on ephemeral ports; returns the child and its HTTP base URL.
+fn start_demo(
+    extra: &[&str],
+    data: &std::path::Path,
+) -> (Child, String, std::sync::mpsc::Receiver<String>) {
+    let mut child = Command::new(BINARY)
+        .args([
+            "demo",
+            "--http",
+            "127.0.0.1:0",
+            "--grpc",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data)
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (lines_sender, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines_sender.send(line);
+        }
+    });
+    let mut url = String::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while url.is_empty() && Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+            if let Some(rest) = line.trim_start().strip_prefix("HTTP API      http://") {
+                url = format!("http://{}", rest.split('/').next().unwrap());
+            }
+        }
+    }
+    assert!(!url.is_empty(), "the demo printed its address");
+    (child, url, lines)
+}
+
+fn get_flows(url: &str, filter: &str) -> Vec<serde_json::Value> {
+    let encoded: String = filter
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let Ok(response) = ureq_get(&format!("{url}/api/v1/flows?page_size=0&filter={encoded}")) else {
+        return Vec::new();
+    };
+    let page: serde_json::Value = serde_json::from_str(&response).unwrap();
+    page["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn ureq_get(url: &str) -> Result<String, String> {
+    let output = Command::new("curl")
+        .args(["-sf", url])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!("curl {url} failed"))
+    }
+}
+
+#[test]
+fn the_demo_with_simulated_traffic_serves_flows() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, url, lines) = start_demo(&["--simulate", "--rate", "2000"], data.path());
+    let banner: Vec<String> = lines.try_iter().collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut flows = Vec::new();
+    while flows.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        flows = get_flows(&url, "action = deny");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        !flows.is_empty(),
+        "denied simulated flows are served ({banner:?})"
+    );
+}
+
+#[test]
+fn the_demo_as_root_shows_real_lab_traffic_and_cleans_up() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs the lab demo as root"
+        );
+        eprintln!("skipped: the lab demo needs root");
+        return;
+    }
+    let data = tempfile::tempdir().unwrap();
+    let (child, url, lines) = start_demo(&[], data.path());
+    let mut banner = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline && !banner.iter().any(|line: &String| line.starts_with("Try:"))
+    {
+        if let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
+            banner.push(line);
+        }
+    }
+    let lab_line = banner
+        .iter()
+        .find(|line| line.contains("real packets in lab"))
+        .cloned()
+        .unwrap_or_default();
+    let prefix = lab_line
+        .split("in lab ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("")
+        .to_string();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (mut allowed, mut denied) = (Vec::new(), Vec::new());
+    while (allowed.is_empty() || denied.is_empty()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        allowed = get_flows(
+            &url,
+            "source_name ~ cart AND dest_service_name = redis AND reporter = dst",
+        );
+        denied = get_flows(&url, "dest_name ~ redis AND action = deny");
+    }
+    let pid = child.id().to_string();
+    let _ = Command::new("kill").args(["-TERM", &pid]).status();
+    let mut child = child;
+    let _ = child.wait();
+    assert!(!prefix.is_empty(), "the demo built a lab: {banner:?}");
+    assert!(!allowed.is_empty(), "cart -> redis service flows arrived");
+    assert_eq!(
+        allowed[0]["policies"]["enforced"][0]["name"],
+        "redis-from-cart"
+    );
+    assert!(!denied.is_empty() && denied[0]["policies"]["enforced"][0]["kind"] == "eot");
+    let listing = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    assert!(
+        !String::from_utf8_lossy(&listing.stdout).contains(&format!("{prefix}-")),
+        "Ctrl-C removed the lab"
+    );
+}
