@@ -348,6 +348,14 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
         Duration::from_secs(2)
     )
     .unwrap());
+    // Allowed today, denied once the staged policy is enforced: traffic flows, pending says deny.
+    assert!(tcp_send(
+        &pod("frontend").netns,
+        postgres_service,
+        500,
+        Duration::from_secs(2)
+    )
+    .unwrap());
     // Feed everything the kernel said, then a dump for the counters, then flush.
     let mut flows = Vec::new();
     let start = Instant::now();
@@ -375,7 +383,20 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
             .unwrap()
             .unwrap()
         {
+            if std::env::var_os("CARACAL_DEBUG_TEST").is_some() {
+                eprintln!(
+                    "{node} dump {} -> {}:{} reply {} id {}",
+                    entry.original.source,
+                    entry.original.destination,
+                    entry.original.destination_port,
+                    entry.reply.source,
+                    entry.id
+                );
+            }
             agent.assembler.on_conntrack(&entry, 101);
+        }
+        if std::env::var_os("CARACAL_DEBUG_TEST").is_some() {
+            eprintln!("{node} stats {:?}", agent.assembler.stats());
         }
         for flow in agent.assembler.flush(90, 105) {
             flows.push((node.clone(), flow));
@@ -462,6 +483,20 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
         dest_side.counters.bytes_in >= SENT,
         "{:?}",
         dest_side.counters
+    );
+    let staged = find(Reporter::Dst, "frontend-", "postgres-");
+    assert_eq!(staged.key.action, Action::Allow);
+    let last_pending = staged.key.policies.pending.last().unwrap();
+    assert_eq!(
+        (last_pending.kind, last_pending.action),
+        (PolicyKind::EndOfTier, caracal_flow::HitAction::Deny),
+        "{:?}",
+        staged.key.policies
+    );
+    assert_eq!(
+        last_pending.trigger.as_ref().unwrap().kind,
+        PolicyKind::KubernetesNetworkPolicy,
+        "default-deny sorts first in the tier"
     );
     // prometheus -> postgres: denied at the destination, named at level 1 (pod names).
     let denied = find(Reporter::Dst, "prometheus-", "postgres-");
