@@ -6,7 +6,10 @@
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 
-use caracal_agent::{parse_packet, parse_prefix, Assembler, AssemblyConfig, ConntrackEntry, DirectionCounters, EntryEvent, FiveTuple, Verdict};
+use caracal_agent::{
+    parse_packet, parse_prefix, Assembler, AssemblyConfig, ConntrackEntry, DirectionCounters,
+    EntryEvent, FiveTuple, Verdict,
+};
 use caracal_policy::{load_str, render, Evaluator, Inventory, LocalEndpoint, Manifests};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
@@ -15,7 +18,12 @@ enum Event {
     Tracked(ConntrackEntry),
 }
 
-fn tcp_packet(source: Ipv4Addr, destination: Ipv4Addr, source_port: u16, destination_port: u16) -> Vec<u8> {
+fn tcp_packet(
+    source: Ipv4Addr,
+    destination: Ipv4Addr,
+    source_port: u16,
+    destination_port: u16,
+) -> Vec<u8> {
     let mut packet = vec![0x45, 0, 0, 60, 0, 0, 0x40, 0, 64, 6, 0, 0];
     packet.extend_from_slice(&source.octets());
     packet.extend_from_slice(&destination.octets());
@@ -28,11 +36,27 @@ fn tcp_packet(source: Ipv4Addr, destination: Ipv4Addr, source_port: u16, destina
 fn setup() -> (Assembler, Vec<Event>) {
     let base = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lab/");
     let mut manifests = Manifests::default();
-    for file in ["shop-policies/00-tiers.yaml", "shop-policies/10-security.yaml", "shop-policies/20-data.yaml", "shop-policies/30-staged.yaml"] {
-        load_str(file, &std::fs::read_to_string(format!("{base}{file}")).unwrap(), &mut manifests).unwrap();
+    for file in [
+        "shop-policies/00-tiers.yaml",
+        "shop-policies/10-security.yaml",
+        "shop-policies/20-data.yaml",
+        "shop-policies/30-staged.yaml",
+    ] {
+        load_str(
+            file,
+            &std::fs::read_to_string(format!("{base}{file}")).unwrap(),
+            &mut manifests,
+        )
+        .unwrap();
     }
     let mut inventory_text = String::from("apiVersion: v1\nkind: Namespace\nmetadata: {name: shop, labels: {team: shop}}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: data, labels: {team: data}}\n");
-    let apps = [("shop", "frontend"), ("shop", "cart"), ("shop", "checkout"), ("data", "postgres"), ("data", "redis")];
+    let apps = [
+        ("shop", "frontend"),
+        ("shop", "cart"),
+        ("shop", "checkout"),
+        ("data", "postgres"),
+        ("data", "redis"),
+    ];
     for (index, (namespace, app)) in apps.iter().enumerate() {
         for replica in 0..2 {
             inventory_text.push_str(&format!(
@@ -46,18 +70,31 @@ fn setup() -> (Assembler, Vec<Event>) {
     let locals: Vec<LocalEndpoint> = (2..12u8)
         .map(|host| {
             let address = IpAddr::V4(Ipv4Addr::new(10, 244, 0, host));
-            LocalEndpoint { workload: inventory.endpoint(address).workload.unwrap(), address, interface: format!("h{host}") }
+            LocalEndpoint {
+                workload: inventory.endpoint(address).workload.unwrap(),
+                address,
+                interface: format!("h{host}"),
+            }
         })
         .collect();
     let ruleset = render(&manifests.policies, &inventory, &locals, 1, 42).unwrap();
-    let mut assembler = Assembler::new(AssemblyConfig::default(), Inventory::new(&manifests), Evaluator::new(&manifests.policies), locals.iter().map(|l| l.address).collect(), Vec::new());
+    let mut assembler = Assembler::new(
+        AssemblyConfig::default(),
+        Inventory::new(&manifests),
+        Evaluator::new(&manifests.policies),
+        locals.iter().map(|l| l.address).collect(),
+        Vec::new(),
+    );
     // Prefixes for the verdicts a connection from pod a to pod b would log: take the tags of
     // their chains in rule order (the pass/profile/allow path).
     assembler.set_ruleset(1, ruleset.tags.clone());
     let mut events = Vec::new();
-    let mut id = 0u32;
     for round in 0..3000u32 {
-        let (a, b) = (2 + (round % 10) as u8, 2 + ((round / 10 + 1 + round % 10) % 10) as u8);
+        let id = round + 1;
+        let (a, b) = (
+            2 + (round % 10) as u8,
+            2 + ((round / 10 + 1 + round % 10) % 10) as u8,
+        );
         let (source, destination) = (Ipv4Addr::new(10, 244, 0, a), Ipv4Addr::new(10, 244, 0, b));
         let port = [8080u16, 5432, 6379][round as usize % 3];
         let source_port = 30_000 + (round % 30_000) as u16;
@@ -66,24 +103,49 @@ fn setup() -> (Assembler, Vec<Event>) {
             .tags
             .iter()
             .filter(|tag| tag.hit.action != caracal_flow::HitAction::Deny)
-            .filter(|tag| tag.endpoint.ends_with(&format!("-{}x", (a - 2) % 2)) || tag.endpoint.ends_with(&format!("-{}x", (b - 2) % 2)))
+            .filter(|tag| {
+                tag.endpoint.ends_with(&format!("-{}x", (a - 2) % 2))
+                    || tag.endpoint.ends_with(&format!("-{}x", (b - 2) % 2))
+            })
             .map(|tag| tag.id)
             .take(3)
             .collect();
         for tag in tags {
             events.push(Event::Logged(format!("caracal:1:{tag}"), packet.clone()));
         }
-        id += 1;
-        let tuple = FiveTuple { protocol: 6, source: source.into(), destination: destination.into(), source_port, destination_port: port };
-        let reply = FiveTuple { source: destination.into(), destination: source.into(), source_port: port, destination_port: source_port, ..tuple };
-        for (event, bytes) in [(EntryEvent::New, 0u64), (EntryEvent::Dump, 1500), (EntryEvent::Dump, 3000), (EntryEvent::Destroy, 3200)] {
+        let tuple = FiveTuple {
+            protocol: 6,
+            source: source.into(),
+            destination: destination.into(),
+            source_port,
+            destination_port: port,
+        };
+        let reply = FiveTuple {
+            source: destination.into(),
+            destination: source.into(),
+            source_port: port,
+            destination_port: source_port,
+            ..tuple
+        };
+        for (event, bytes) in [
+            (EntryEvent::New, 0u64),
+            (EntryEvent::Dump, 1500),
+            (EntryEvent::Dump, 3000),
+            (EntryEvent::Destroy, 3200),
+        ] {
             events.push(Event::Tracked(ConntrackEntry {
                 event,
                 id,
                 original: tuple,
                 reply,
-                original_counters: DirectionCounters { packets: bytes / 500, bytes },
-                reply_counters: DirectionCounters { packets: bytes / 700, bytes: bytes * 3 },
+                original_counters: DirectionCounters {
+                    packets: bytes / 500,
+                    bytes,
+                },
+                reply_counters: DirectionCounters {
+                    packets: bytes / 700,
+                    bytes: bytes * 3,
+                },
             }));
         }
     }
@@ -102,7 +164,14 @@ fn throughput(c: &mut Criterion) {
                     Event::Logged(prefix, payload) => {
                         let (generation, tag) = parse_prefix(prefix).unwrap();
                         let packet = parse_packet(payload).unwrap();
-                        assembler.on_verdict(&Verdict { generation, tag, packet }, 100);
+                        assembler.on_verdict(
+                            &Verdict {
+                                generation,
+                                tag,
+                                packet,
+                            },
+                            100,
+                        );
                     }
                     Event::Tracked(entry) => assembler.on_conntrack(entry, 100),
                 }
