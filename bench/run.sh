@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark drivers. Usage: bench/run.sh ring|memory|grpc|aggregation|all
+# Benchmark drivers. Usage: bench/run.sh ring|memory|grpc|aggregation|agent|all
 # Results go to stdout; copy them into bench/RESULTS.md with the date, commit and machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -62,12 +62,23 @@ aggregation() {
   rm -f "$csv"
 }
 
+agent() {
+  cargo bench -p caracal-agent --bench assembly -- --noplot 2>&1 | grep -E 'time:|thrpt:' | grep -v '%'
+  if [ "$(id -u)" = 0 ]; then
+    cargo build --release -q -p caracal --example lab_agent_bench
+    for round in 1 2 3; do ./target/release/examples/lab_agent_bench; done
+  else
+    echo "agent lab figures need root (network namespaces); skipped"
+  fi
+}
+
 machine
 case "$what" in
   ring) ring ;;
   memory) memory ;;
   grpc) grpc ;;
   aggregation) aggregation ;;
-  all) ring; memory; grpc; aggregation ;;
-  *) echo "usage: bench/run.sh ring|memory|grpc|aggregation|all" >&2; exit 2 ;;
+  agent) agent ;;
+  all) ring; memory; grpc; aggregation; agent ;;
+  *) echo "usage: bench/run.sh ring|memory|grpc|aggregation|agent|all" >&2; exit 2 ;;
 esac

@@ -36,6 +36,8 @@ pub struct NodeStats {
     pub flows: AtomicU64,
     /// Socket errors.
     pub errors: AtomicU64,
+    /// Kernel id of the loop's thread, to read its CPU time from `/proc/self/task/<id>/stat`.
+    pub thread_id: AtomicU64,
 }
 
 /// A running node loop; stops when dropped.
@@ -66,6 +68,14 @@ impl NodeAgent {
         let (stopping, counts) = (stop.clone(), stats.clone());
         let interval = flush_interval.max(1);
         let thread = std::thread::spawn(move || {
+            if let Ok(link) = std::fs::read_link("/proc/thread-self") {
+                let id = link
+                    .file_name()
+                    .and_then(|name| name.to_str())
+                    .and_then(|name| name.parse().ok())
+                    .unwrap_or(0);
+                counts.thread_id.store(id, Ordering::Relaxed);
+            }
             let mut window_start = unix_now().div_euclid(interval) * interval;
             loop {
                 let stopped = stopping.load(Ordering::Relaxed);

@@ -123,7 +123,7 @@ enum Traffic {
 struct LabRun {
     lab: caracal_lab::Lab,
     traffic: caracal_lab::TrafficRunner,
-    agents: crate::lab_agents::LabAgents,
+    agents: caracal::lab_agents::LabAgents,
 }
 
 /// The built-in shop lab, written out so its relative policy paths resolve.
@@ -193,7 +193,7 @@ async fn start_lab(
     let lab = caracal_lab::Lab::up(&spec, &spec_path, caracal_lab::Prefix::unique())
         .map_err(|error| format!("lab up failed: {error}"))?;
     let agents =
-        crate::lab_agents::start(&lab, server, 15).map_err(|error| format!("{error:#}"))?;
+        caracal::lab_agents::start(&lab, server, 15).map_err(|error| format!("{error:#}"))?;
     let ports = caracal_lab::TrafficRunner::lab_ports(&lab, &spec);
     let traffic = caracal_lab::TrafficRunner::start(&lab, &ports, &spec.traffic)
         .map_err(|error| error.to_string())?;

@@ -3,7 +3,6 @@
 
 mod demo;
 mod lab;
-mod lab_agents;
 mod observe;
 mod policy;
 mod server;
