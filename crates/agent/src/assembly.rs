@@ -146,6 +146,11 @@ impl Assembler {
         self.tags = tags;
     }
 
+    /// Evaluates pending traces with changed policies from now on.
+    pub fn set_evaluator(&mut self, evaluator: Evaluator) {
+        self.evaluator = evaluator;
+    }
+
     /// Counts so far.
     pub fn stats(&self) -> AssemblyStats {
         self.stats

@@ -40,9 +40,17 @@ pub struct NodeStats {
     pub thread_id: AtomicU64,
 }
 
+/// A new ruleset's generation and tags, and the evaluator of its policies.
+type RulesetUpdate = (
+    u32,
+    Vec<caracal_policy::RuleTag>,
+    Option<caracal_policy::Evaluator>,
+);
+
 /// A running node loop; stops when dropped.
 pub struct NodeAgent {
     stop: Arc<AtomicBool>,
+    ruleset: Arc<std::sync::Mutex<Option<RulesetUpdate>>>,
     thread: Option<JoinHandle<()>>,
     /// Counts.
     pub stats: Arc<NodeStats>,
@@ -65,7 +73,8 @@ impl NodeAgent {
     ) -> NodeAgent {
         let stop = Arc::new(AtomicBool::new(false));
         let stats = Arc::new(NodeStats::default());
-        let (stopping, counts) = (stop.clone(), stats.clone());
+        let ruleset: Arc<std::sync::Mutex<Option<RulesetUpdate>>> = Arc::default();
+        let (stopping, counts, replaced) = (stop.clone(), stats.clone(), ruleset.clone());
         let interval = flush_interval.max(1);
         let thread = std::thread::spawn(move || {
             if let Ok(link) = std::fs::read_link("/proc/thread-self") {
@@ -80,6 +89,14 @@ impl NodeAgent {
             loop {
                 let stopped = stopping.load(Ordering::Relaxed);
                 let now = unix_now();
+                if let Some((generation, tags, evaluator)) =
+                    replaced.lock().expect("ruleset slot").take()
+                {
+                    assembler.set_ruleset(generation, tags);
+                    if let Some(evaluator) = evaluator {
+                        assembler.set_evaluator(evaluator);
+                    }
+                }
                 match sockets.nflog.receive() {
                     Ok(packets) => {
                         for (prefix, payload) in packets {
@@ -149,9 +166,21 @@ impl NodeAgent {
         });
         NodeAgent {
             stop,
+            ruleset,
             thread: Some(thread),
             stats,
         }
+    }
+
+    /// Uses the tags of a newly applied ruleset (and, when policies changed, a new evaluator
+    /// for pending traces) from the next poll on.
+    pub fn set_ruleset(
+        &self,
+        generation: u32,
+        tags: Vec<caracal_policy::RuleTag>,
+        evaluator: Option<caracal_policy::Evaluator>,
+    ) {
+        *self.ruleset.lock().expect("ruleset slot") = Some((generation, tags, evaluator));
     }
 
     /// Flushes what is pending and stops.

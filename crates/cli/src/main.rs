@@ -1,6 +1,7 @@
 //! `caracal`: the one binary. Parses flags, wires the crates, prints. Errors print as one
 //! line with their causes and exit with status 2.
 
+mod agent;
 mod demo;
 mod lab;
 mod observe;
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Start the server on its defaults with simulated cluster traffic (loopback only).
     Demo(demo::DemoArgs),
+    /// Run the node agent for a lab node: nftables from policy, kernel verdicts and counters, upload.
+    Agent(agent::AgentArgs),
     /// Run the server: ingest, hot window, gRPC and HTTP APIs.
     Server(server::ServerArgs),
     /// Send seeded, realistic cluster traffic to a server through its gRPC ingest.
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(args),
         Command::Server(args) => server::run(args),
+        Command::Agent(args) => agent::run(args),
         Command::Simulate(args) => simulate::run(args),
         Command::Observe(args) => observe::run(args),
         Command::Policy(command) => policy::run(command),

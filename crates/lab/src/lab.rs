@@ -554,6 +554,82 @@ impl Lab {
     }
 }
 
+impl LabState {
+    /// The manifests of a running lab: namespaces and policies from its spec, pods from the
+    /// state (names, addresses, nodes) with the labels and ports their workloads declare.
+    pub fn manifests(&self) -> Result<Manifests, LabError> {
+        let spec = crate::spec::LabSpec::load(&self.spec).map_err(|error| LabError::Command {
+            command: "load spec".into(),
+            stderr: error.to_string(),
+        })?;
+        let mut manifests = Manifests::default();
+        load_policies(
+            &spec,
+            self.spec.parent().unwrap_or(Path::new(".")),
+            &mut manifests,
+        )?;
+        for namespace in &spec.namespaces {
+            manifests.namespaces.push(NamespaceInfo {
+                name: namespace.name.clone(),
+                labels: namespace.labels.clone(),
+            });
+        }
+        for pod in &self.pods {
+            let workload = spec.workloads.iter().find(|workload| {
+                workload.namespace == pod.namespace && workload.name == pod.workload
+            });
+            manifests.pods.push(PodInfo {
+                namespace: pod.namespace.clone(),
+                name: pod.name.clone(),
+                generate_name: pod
+                    .name
+                    .rsplit_once('-')
+                    .map(|(prefix, _)| format!("{prefix}-")),
+                labels: workload
+                    .map(|workload| workload.labels.clone())
+                    .unwrap_or_default(),
+                ip: Some(IpAddr::V4(pod.address)),
+                node: Some(pod.node.clone()),
+                ports: workload
+                    .map(|workload| {
+                        workload
+                            .ports
+                            .iter()
+                            .map(|port| NamedPort {
+                                name: port.name.clone(),
+                                port: port.port,
+                                protocol: port.protocol.to_ascii_lowercase(),
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            });
+        }
+        Ok(manifests)
+    }
+
+    /// The policy files of the lab's spec, for watching.
+    pub fn policy_files(&self) -> Vec<PathBuf> {
+        let Ok(spec) = crate::spec::LabSpec::load(&self.spec) else {
+            return Vec::new();
+        };
+        let base = self.spec.parent().unwrap_or(Path::new(".")).to_path_buf();
+        let mut files = Vec::new();
+        for path in &spec.policies {
+            let path = base.join(path);
+            if path.is_dir() {
+                if let Ok(entries) = std::fs::read_dir(&path) {
+                    files.extend(entries.flatten().map(|entry| entry.path()));
+                }
+            } else {
+                files.push(path);
+            }
+        }
+        files.sort();
+        files
+    }
+}
+
 /// Removes a kept lab: every namespace with its prefix. Returns how many were removed.
 pub fn down(state: &LabState) -> Result<usize, LabError> {
     delete_with_prefix(&Prefix::new(&state.prefix)?)

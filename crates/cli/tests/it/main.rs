@@ -500,3 +500,157 @@ fn the_demo_as_root_shows_real_lab_traffic_and_cleans_up() {
         "Ctrl-C removed the lab"
     );
 }
+
+#[test]
+fn agents_serve_lab_nodes_and_follow_policy_changes() {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs lab tests as root"
+        );
+        eprintln!("skipped: lab agents need root");
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lab");
+    std::fs::create_dir_all(work.path().join("shop-policies")).unwrap();
+    std::fs::copy(
+        format!("{examples}/shop.yaml"),
+        work.path().join("shop.yaml"),
+    )
+    .unwrap();
+    for entry in std::fs::read_dir(format!("{examples}/shop-policies"))
+        .unwrap()
+        .flatten()
+    {
+        std::fs::copy(
+            entry.path(),
+            work.path().join("shop-policies").join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let state_dir = work.path().join("state");
+    let prefix = format!("a{:05x}", std::process::id() & 0xfffff);
+    let spec = work.path().join("shop.yaml");
+    let (code, _, stderr) = run(&[
+        "lab",
+        "up",
+        spec.to_str().unwrap(),
+        "--prefix",
+        &prefix,
+        "--state",
+        state_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let down = || {
+        run(&[
+            "lab",
+            "down",
+            "--prefix",
+            &prefix,
+            "--state",
+            state_dir.to_str().unwrap(),
+        ])
+    };
+    let state_file = state_dir.join(format!("{prefix}.json"));
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_file).unwrap()).unwrap();
+    let pod = |workload: &str| {
+        state["pods"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|pod| pod["workload"] == workload)
+            .unwrap()
+            .clone()
+    };
+    let server = ServerProcess::start();
+    let mut agents: Vec<Child> = ["node-a", "node-b"]
+        .iter()
+        .map(|node| {
+            Command::new(BINARY)
+                .args([
+                    "agent",
+                    "--lab-state",
+                    state_file.to_str().unwrap(),
+                    "--node",
+                    node,
+                    "--server",
+                    &server.grpc,
+                    "--flush-interval",
+                    "1",
+                ])
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let connect = |from: &str, to: &serde_json::Value, port: u16| {
+        let script = format!(
+            "exec 3<>/dev/tcp/{}/{port}",
+            to["address"].as_str().unwrap()
+        );
+        let _ = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                pod(from)["netns"].as_str().unwrap(),
+                "timeout",
+                "1",
+                "bash",
+                "-c",
+                &script,
+            ])
+            .output();
+    };
+    let url = format!("http://{}", server.http);
+    let wait_for = |filter: &str| {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut flows = Vec::new();
+        while flows.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(300));
+            flows = get_flows(&url, filter);
+        }
+        flows
+    };
+    connect("frontend", &pod("cart"), 8080);
+    connect("frontend", &pod("redis"), 6379);
+    let allowed = wait_for(
+        "source_name ~ frontend AND dest_name ~ cart AND reporter = dst AND action = allow",
+    );
+    let denied = wait_for("source_name ~ frontend AND dest_name ~ redis AND action = deny");
+    // Now block frontend -> cart in the security tier, while everything runs.
+    std::fs::write(
+        work.path().join("shop-policies/40-block-cart.yaml"),
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {name: security.block-cart}\nspec:\n  tier: security\n  selector: app == 'cart'\n  types: [Ingress]\n  ingress:\n    - action: Deny\n      source: {selector: app == 'frontend'}\n    - action: Pass\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(3000));
+    connect("frontend", &pod("cart"), 8080);
+    let blocked = wait_for("source_name ~ frontend AND dest_name ~ cart AND action = deny AND policy.name = security.block-cart");
+    for agent in &mut agents {
+        let _ = Command::new("kill")
+            .args(["-TERM", &agent.id().to_string()])
+            .status();
+        let _ = agent.wait();
+    }
+    drop(server);
+    let (code, _, _) = down();
+    assert_eq!(code, 0);
+    assert!(
+        !allowed.is_empty(),
+        "frontend -> cart reported at cart's node"
+    );
+    assert!(!denied.is_empty(), "frontend -> redis denied");
+    assert_eq!(denied[0]["policies"]["enforced"][0]["kind"], "eot");
+    assert!(
+        !blocked.is_empty(),
+        "after the policy change the new rule denied frontend -> cart"
+    );
+}

@@ -1,0 +1,223 @@
+//! `caracal agent`: the node agent as its own process, for a lab node (a Kubernetes inventory
+//! comes later). It programs the node's nftables from the spec's policies and re-renders them
+//! when a policy file changes, reads NFLOG verdicts and conntrack in the node's namespace,
+//! and uploads flow updates until interrupted.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use caracal_agent::{
+    Assembler, AssemblyConfig, ConntrackSocket, NflogSocket, NodeAgent, NodeSockets,
+    ServiceAddress, UploadConfig, Uploader,
+};
+use caracal_flow::ServiceRef;
+use caracal_lab::{in_namespace, LabState};
+use caracal_policy::{render, Evaluator, Inventory, LocalEndpoint, Manifests, Ruleset};
+use clap::Args;
+
+/// Flags of `caracal agent`.
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    /// The lab state file `caracal lab up` wrote (caracal-data/lab/PREFIX.json)
+    #[arg(long, value_name = "FILE")]
+    pub lab_state: PathBuf,
+    /// The node this agent serves
+    #[arg(long, value_name = "NAME")]
+    pub node: String,
+    /// gRPC address of the server
+    #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+    pub server: String,
+    /// Seconds between flow flushes
+    #[arg(long, default_value_t = 15, value_name = "S")]
+    pub flush_interval: i64,
+    /// NFLOG group the ruleset logs verdicts to
+    #[arg(long, default_value_t = caracal_lab::NFLOG_GROUP, value_name = "N")]
+    pub nflog_group: u16,
+}
+
+fn render_node(
+    state: &LabState,
+    manifests: &Manifests,
+    node: &str,
+    generation: u32,
+    group: u16,
+) -> anyhow::Result<Ruleset> {
+    let inventory = Inventory::new(manifests);
+    let endpoints: Vec<LocalEndpoint> = state
+        .pods
+        .iter()
+        .filter(|pod| pod.node == node)
+        .map(|pod| {
+            let address = IpAddr::V4(pod.address);
+            let workload = inventory
+                .endpoint(address)
+                .workload
+                .context("a lab pod missing from its inventory")?;
+            Ok(LocalEndpoint {
+                workload,
+                address,
+                interface: pod.host_interface.clone(),
+            })
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(render(
+        &manifests.policies,
+        &inventory,
+        &endpoints,
+        generation,
+        group,
+    )?)
+}
+
+fn apply(netns: &str, ruleset: &Ruleset) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("ip")
+        .args(["netns", "exec", netns, "nft", "-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot run nft in the node's namespace")?;
+    child
+        .stdin
+        .take()
+        .context("nft stdin")?
+        .write_all(ruleset.text.as_bytes())?;
+    let output = child.wait_with_output()?;
+    if !output.status.success() {
+        bail!(
+            "nft refused the ruleset: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+/// The policy files now and when each last changed: a new, removed or edited file differs.
+fn modified(state: &LabState) -> Vec<(PathBuf, Option<SystemTime>)> {
+    state
+        .policy_files()
+        .into_iter()
+        .map(|file| {
+            let time = std::fs::metadata(&file)
+                .and_then(|meta| meta.modified())
+                .ok();
+            (file, time)
+        })
+        .collect()
+}
+
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(&args.lab_state)
+        .with_context(|| format!("cannot read {}", args.lab_state.display()))?;
+    let state: LabState = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a lab state file", args.lab_state.display()))?;
+    let netns = state
+        .nodes
+        .get(&args.node)
+        .with_context(|| {
+            format!(
+                "--node {}: the lab has nodes {}",
+                args.node,
+                state.nodes.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        })?
+        .clone();
+    let server = if args.server.contains("://") {
+        args.server.clone()
+    } else {
+        format!("http://{}", args.server)
+    };
+    let manifests = state.manifests()?;
+    let mut generation = (SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+        % 1_000_000_000) as u32;
+    let ruleset = render_node(&state, &manifests, &args.node, generation, args.nflog_group)?;
+    apply(&netns, &ruleset)?;
+    let group = args.nflog_group;
+    let sockets = in_namespace(
+        &netns,
+        move || -> Result<NodeSockets, caracal_agent::NflogError> {
+            Ok(NodeSockets {
+                nflog: NflogSocket::open(group, 128)?,
+                events: ConntrackSocket::events()?,
+                dumper: ConntrackSocket::dumper()?,
+            })
+        },
+    )?
+    .context("opening the node's kernel sockets")?;
+    let services: Vec<ServiceAddress> = state
+        .services
+        .iter()
+        .flat_map(|service| {
+            service.ports.iter().map(move |port| ServiceAddress {
+                address: IpAddr::V4(service.cluster_ip),
+                port: port.port,
+                protocol: if port.protocol == "UDP" { 17 } else { 6 },
+                service: ServiceRef {
+                    name: service.name.clone(),
+                    namespace: service.namespace.clone(),
+                    port_name: port.name.clone(),
+                    port: port.port,
+                },
+            })
+        })
+        .collect();
+    let local = state
+        .pods
+        .iter()
+        .filter(|pod| pod.node == args.node)
+        .map(|pod| IpAddr::V4(pod.address))
+        .collect();
+    let mut assembler = Assembler::new(
+        AssemblyConfig::default(),
+        Inventory::new(&manifests),
+        Evaluator::new(&manifests.policies),
+        local,
+        services,
+    );
+    assembler.set_ruleset(generation, ruleset.tags);
+    crate::runtime()?.block_on(async move {
+        let (uploader, task) = Uploader::new(UploadConfig { server, sender: args.node.clone(), max_buffered_batches: 10_000, max_backoff: Duration::from_secs(5) });
+        tokio::spawn(task);
+        let agent = NodeAgent::start(sockets, assembler, uploader.clone(), args.flush_interval);
+        eprintln!("agent for lab node {} ({netns}) running; ruleset generation {generation}", args.node);
+        let mut seen = modified(&state);
+        let shutdown = crate::shutdown_signal();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let now = modified(&state);
+            if now == seen {
+                continue;
+            }
+            seen = now;
+            // A policy file changed: render again and apply; a bad edit keeps the old rules.
+            match state.manifests() {
+                Ok(updated) => {
+                    generation = generation.wrapping_add(1);
+                    match render_node(&state, &updated, &args.node, generation, group).and_then(|ruleset| apply(&netns, &ruleset).map(|()| ruleset)) {
+                        Ok(ruleset) => {
+                            agent.set_ruleset(generation, ruleset.tags, Some(Evaluator::new(&updated.policies)));
+                            eprintln!("policies changed: ruleset generation {generation} applied ({} policies)", updated.policies.policies.len());
+                        }
+                        Err(error) => eprintln!("policies changed but were not applied: {error:#}"),
+                    }
+                }
+                Err(error) => eprintln!("policies changed but do not load; keeping the rules in force: {error}"),
+            }
+        }
+        agent.stop();
+        let deadline = std::time::Instant::now() + Duration::from_secs(3);
+        while uploader.pending() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    })
+}
