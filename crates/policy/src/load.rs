@@ -686,7 +686,12 @@ pub fn load_str(file: &str, text: &str, into: &mut Manifests) -> Result<(), Vec<
                     |name: &str| value.get(name).and_then(|v| v.as_str()).map(str::to_string);
                 kinds.push(Ok((field("apiVersion"), field("kind"), value.is_null())));
             }
-            Err(error) => kinds.push(Err(error.to_string())),
+            Err(error) => {
+                // After a syntax error the parser cannot find the next document (and would
+                // yield the same error forever): report it and stop reading this file.
+                kinds.push(Err(error.to_string()));
+                break;
+            }
         }
     }
     for (index, (document, kind)) in serde_yaml::Deserializer::from_str(text)

@@ -248,3 +248,91 @@ fn bad_specs_say_where() {
     }
     std::fs::remove_dir_all(&directory).unwrap();
 }
+
+#[test]
+fn the_large_example_builds_routes_and_enforces_at_scale() {
+    if !crate::can_build_labs("the_large_example_builds_routes_and_enforces_at_scale") {
+        return;
+    }
+    let path = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/lab/large.yaml"
+    ));
+    let spec = LabSpec::load(&path).unwrap();
+    let prefix = Prefix::unique();
+    let started = std::time::Instant::now();
+    let lab = Lab::up(&spec, &path, prefix.clone()).unwrap();
+    eprintln!(
+        "large lab: {} pods on {} nodes in {:.1} s",
+        lab.pods.len(),
+        lab.nodes.len(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(lab.pods.len() >= 100);
+    let pod = |workload: &str, replica: usize| {
+        lab.pods
+            .iter()
+            .filter(|pod| pod.workload == workload)
+            .nth(replica)
+            .unwrap()
+    };
+    let service = |name: &str| {
+        lab.services
+            .iter()
+            .find(|service| service.name == name)
+            .unwrap()
+    };
+    let _listeners: Vec<TcpListeners> = ["ledger", "postgres", "redis"]
+        .iter()
+        .flat_map(|workload| lab.pods.iter().filter(move |pod| pod.workload == *workload))
+        .map(|pod| {
+            TcpListeners::start_in(
+                &pod.netns,
+                &[if pod.workload == "postgres" {
+                    5432
+                } else if pod.workload == "redis" {
+                    6379
+                } else {
+                    8080
+                }],
+            )
+            .unwrap()
+        })
+        .collect();
+    // Every ledger replica from api replicas on other nodes, through the service.
+    for replica in 0..4 {
+        let api = pod("api", replica);
+        assert!(
+            tcp_connects(
+                &api.netns,
+                SocketAddr::new(service("ledger").cluster_ip.into(), 80),
+                Duration::from_secs(2)
+            )
+            .unwrap(),
+            "api {replica} -> ledger"
+        );
+    }
+    assert!(tcp_connects(
+        &pod("ledger", 0).netns,
+        SocketAddr::new(service("postgres").cluster_ip.into(), 5432),
+        Duration::from_secs(2)
+    )
+    .unwrap());
+    assert!(
+        !tcp_connects(
+            &pod("search", 0).netns,
+            SocketAddr::new(service("postgres").cluster_ip.into(), 5432),
+            Duration::from_millis(300)
+        )
+        .unwrap(),
+        "catalog may not reach postgres"
+    );
+    assert!(tcp_connects(
+        &pod("auth", 1).netns,
+        SocketAddr::new(service("redis").cluster_ip.into(), 6379),
+        Duration::from_secs(2)
+    )
+    .unwrap());
+    drop(lab);
+    assert_eq!(namespaces_with(prefix.as_str()), 0);
+}

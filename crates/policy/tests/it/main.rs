@@ -267,6 +267,21 @@ spec:
     );
 }
 
+/// Regression: a YAML syntax error once made the loader collect the same error forever.
+#[test]
+fn a_syntax_error_is_one_error_with_its_line() {
+    let text = "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: {name: ok}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: x, labels: {a: {b}}\n---\nkind: Tier\n";
+    let mut manifests = Manifests::default();
+    let errors = load_str("broken.yaml", text, &mut manifests).unwrap_err();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].to_string().starts_with("broken.yaml: document 2"),
+        "{}",
+        errors[0]
+    );
+    assert!(errors[0].message.contains("line 7"), "{}", errors[0]);
+}
+
 #[test]
 fn bad_manifests_name_the_file_document_field_and_line() {
     let cases = [
