@@ -9,10 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::{bail, Context};
 use caracal_agent::{
-    Assembler, AssemblyConfig, ConntrackSocket, NflogSocket, NodeAgent, NodeSockets,
-    ServiceAddress, UploadConfig, Uploader,
+    Assembler, AssemblyConfig, ConntrackSocket, NflogSocket, NodeAgent, NodeSockets, UploadConfig,
+    Uploader,
 };
-use caracal_flow::ServiceRef;
 use caracal_lab::{in_namespace, LabState};
 use caracal_policy::{render, Evaluator, Inventory, LocalEndpoint, Manifests, Ruleset};
 use clap::Args;
@@ -149,23 +148,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         },
     )?
     .context("opening the node's kernel sockets")?;
-    let services: Vec<ServiceAddress> = state
-        .services
-        .iter()
-        .flat_map(|service| {
-            service.ports.iter().map(move |port| ServiceAddress {
-                address: IpAddr::V4(service.cluster_ip),
-                port: port.port,
-                protocol: if port.protocol == "UDP" { 17 } else { 6 },
-                service: ServiceRef {
-                    name: service.name.clone(),
-                    namespace: service.namespace.clone(),
-                    port_name: port.name.clone(),
-                    port: port.port,
-                },
-            })
-        })
-        .collect();
+    let services = caracal::lab_agents::service_addresses(&state.services);
     let local = state
         .pods
         .iter()

@@ -22,11 +22,9 @@ pub struct LabAgents {
     pub uploaders: Vec<Uploader>,
 }
 
-/// Starts one agent per node of `lab`, flushing every `flush_interval` seconds to `server`
-/// (`http://host:port`). Upload tasks are spawned on the current tokio runtime.
-pub fn start(lab: &Lab, server: &str, flush_interval: i64) -> anyhow::Result<LabAgents> {
-    let services: Vec<ServiceAddress> = lab
-        .services
+/// The lab's services as the addresses the agent names pre-DNAT destinations by.
+pub fn service_addresses(services: &[caracal_lab::LabService]) -> Vec<ServiceAddress> {
+    services
         .iter()
         .flat_map(|service| {
             service.ports.iter().map(move |port| ServiceAddress {
@@ -41,7 +39,13 @@ pub fn start(lab: &Lab, server: &str, flush_interval: i64) -> anyhow::Result<Lab
                 },
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Starts one agent per node of `lab`, flushing every `flush_interval` seconds to `server`
+/// (`http://host:port`). Upload tasks are spawned on the current tokio runtime.
+pub fn start(lab: &Lab, server: &str, flush_interval: i64) -> anyhow::Result<LabAgents> {
+    let services = service_addresses(&lab.services);
     let mut agents = Vec::new();
     let mut uploaders = Vec::new();
     for (name, node) in &lab.nodes {

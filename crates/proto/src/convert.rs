@@ -286,60 +286,7 @@ fn saturating_i64(value: u64) -> i64 {
 
 impl From<&Flow> for wire::Flow {
     fn from(flow: &Flow) -> wire::Flow {
-        let key = &flow.key;
-        let counters = &flow.counters;
-        wire::Flow {
-            key: Some(wire::FlowKey {
-                source_name: key.source.name.clone(),
-                source_namespace: key.source.namespace.clone(),
-                source_type: endpoint_type_to_wire(key.source.kind) as i32,
-                dest_name: key.dest.name.clone(),
-                dest_namespace: key.dest.namespace.clone(),
-                dest_type: endpoint_type_to_wire(key.dest.kind) as i32,
-                dest_port: i64::from(key.dest_port),
-                dest_service_name: key.service.name.clone(),
-                dest_service_namespace: key.service.namespace.clone(),
-                dest_service_port_name: key.service.port_name.clone(),
-                dest_service_port: i64::from(key.service.port),
-                proto: key.proto.clone(),
-                reporter: match key.reporter {
-                    Reporter::Src => wire::Reporter::Src,
-                    Reporter::Dst => wire::Reporter::Dst,
-                } as i32,
-                action: match key.action {
-                    Action::Allow => wire::Action::Allow,
-                    Action::Deny => wire::Action::Deny,
-                } as i32,
-                policies: Some(wire::PolicyTrace {
-                    enforced_policies: key.policies.enforced.iter().map(hit_to_wire).collect(),
-                    pending_policies: key.policies.pending.iter().map(hit_to_wire).collect(),
-                }),
-            }),
-            start_time: flow.start_time,
-            end_time: flow.end_time,
-            source_labels: flow.source_labels.as_slice().to_vec(),
-            dest_labels: flow.dest_labels.as_slice().to_vec(),
-            packets_in: saturating_i64(counters.packets_in),
-            packets_out: saturating_i64(counters.packets_out),
-            bytes_in: saturating_i64(counters.bytes_in),
-            bytes_out: saturating_i64(counters.bytes_out),
-            num_connections_started: saturating_i64(counters.connections_started),
-            num_connections_completed: saturating_i64(counters.connections_completed),
-            num_connections_live: saturating_i64(counters.connections_live),
-            source_ips: flow
-                .source_ips
-                .members()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            dest_ips: flow
-                .dest_ips
-                .members()
-                .iter()
-                .map(ToString::to_string)
-                .collect(),
-            dest_domains: flow.dest_domains.members().to_vec(),
-        }
+        wire::Flow::from(flow.clone())
     }
 }
 
