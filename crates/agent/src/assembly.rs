@@ -192,9 +192,8 @@ impl Assembler {
             .push(hit);
     }
 
-    /// A conntrack event or dump entry seen at `now`.
-    pub fn on_conntrack(&mut self, entry: &ConntrackEntry, now: i64) {
-        let _ = now;
+    /// A conntrack event or dump entry.
+    pub fn on_conntrack(&mut self, entry: &ConntrackEntry) {
         let tuple = forwarded(&entry.original, &entry.reply);
         let tracked = self.connections.entry(entry.id).or_insert_with(|| {
             let hits = self.verdicts.remove(&tuple).map(|pending| pending.hits);

@@ -128,7 +128,7 @@ impl NodeAgent {
                             .connections
                             .fetch_add(entries.len() as u64, Ordering::Relaxed);
                         for entry in &entries {
-                            assembler.on_conntrack(entry, now);
+                            assembler.on_conntrack(entry);
                         }
                     }
                     Err(_) => {
@@ -139,7 +139,7 @@ impl NodeAgent {
                     match sockets.dumper.dump_now() {
                         Ok(entries) => {
                             for entry in &entries {
-                                assembler.on_conntrack(entry, now);
+                                assembler.on_conntrack(entry);
                             }
                         }
                         Err(_) => {

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use caracal_agent::{
     Assembler, AssemblyConfig, ConntrackSocket, NflogSocket, NodeAgent, NodeSockets, UploadConfig,
     Uploader,
@@ -71,26 +71,7 @@ fn render_node(
 }
 
 fn apply(netns: &str, ruleset: &Ruleset) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("ip")
-        .args(["netns", "exec", netns, "nft", "-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot run nft in the node's namespace")?;
-    child
-        .stdin
-        .take()
-        .context("nft stdin")?
-        .write_all(ruleset.text.as_bytes())?;
-    let output = child.wait_with_output()?;
-    if !output.status.success() {
-        bail!(
-            "nft refused the ruleset: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
-    }
-    Ok(())
+    caracal_lab::apply_nftables_in(netns, &ruleset.text).context("nft refused the ruleset")
 }
 
 /// The policy files now and when each last changed: a new, removed or edited file differs.

@@ -97,11 +97,6 @@ impl<T: Ord + Clone, const N: usize> BoundedSet<T, N> {
         self.truncated
     }
 
-    /// Marks the set as having dropped members (used when decoding a record that says so).
-    pub fn mark_truncated(&mut self) {
-        self.truncated = true;
-    }
-
     /// Whether the set has no member.
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()

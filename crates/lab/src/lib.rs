@@ -11,7 +11,7 @@ pub mod spec;
 mod traffic;
 
 pub use lab::{down, render_services, Lab, LabPod, LabService, LabState, ServicePort, NFLOG_GROUP};
-pub use netns::{delete_with_prefix, in_namespace, LabError, Namespace, Prefix};
-pub use node::{tcp_connects, tcp_send, Node, Pod, TcpListeners};
+pub use netns::{delete_with_prefix, exec_in, in_namespace, LabError, Namespace, Prefix};
+pub use node::{apply_nftables_in, tcp_connects, tcp_send, Node, Pod, TcpListeners};
 pub use spec::{LabSpec, SpecError, TrafficSpec};
 pub use traffic::{TrafficRunner, TrafficStats};

@@ -146,38 +146,7 @@ impl Namespace {
         args: &[&str],
         input: &str,
     ) -> Result<String, LabError> {
-        use std::io::Write;
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", self.name.as_str(), program])
-            .args(args)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .map_err(|source| LabError::Io {
-                what: format!("cannot run {program}"),
-                source,
-            })?;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(input.as_bytes())
-            .map_err(|source| LabError::Io {
-                what: format!("cannot write to {program}"),
-                source,
-            })?;
-        let output = child.wait_with_output().map_err(|source| LabError::Io {
-            what: format!("waiting for {program}"),
-            source,
-        })?;
-        if !output.status.success() {
-            return Err(LabError::Command {
-                command: format!("{program} {}", args.join(" ")),
-                stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
-            });
-        }
-        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+        exec_in(&self.name, program, args, input)
     }
 
     /// Stops owning the namespace: it outlives this value (a lab kept after `lab up`).
@@ -200,6 +169,42 @@ impl Drop for Namespace {
         // namespace with our prefix that `lab down` or the next run's sweep removes.
         let _ = run("ip", &["netns", "del", &self.name]);
     }
+}
+
+/// Runs a program inside the network namespace `netns` with `input` on its stdin.
+pub fn exec_in(netns: &str, program: &str, args: &[&str], input: &str) -> Result<String, LabError> {
+    use std::io::Write;
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", netns, program])
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|source| LabError::Io {
+            what: format!("cannot run {program}"),
+            source,
+        })?;
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .map_err(|source| LabError::Io {
+            what: format!("cannot write to {program}"),
+            source,
+        })?;
+    let output = child.wait_with_output().map_err(|source| LabError::Io {
+        what: format!("waiting for {program}"),
+        source,
+    })?;
+    if !output.status.success() {
+        return Err(LabError::Command {
+            command: format!("{program} {}", args.join(" ")),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        });
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
 /// Runs `work` on a thread that has entered the network namespace `name`: sockets it opens

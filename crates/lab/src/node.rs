@@ -155,6 +155,11 @@ impl Node {
     }
 }
 
+/// Applies an nftables ruleset (`nft -f -`, one transaction) inside the namespace `netns`.
+pub fn apply_nftables_in(netns: &str, text: &str) -> Result<(), LabError> {
+    crate::netns::exec_in(netns, "nft", &["-f", "-"], text).map(|_| ())
+}
+
 /// TCP listeners inside a pod that accept every connection and read it to the end (at most
 /// 16 MiB, two seconds idle) until dropped.
 pub struct TcpListeners {

@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt;
 
-use crate::grpc::{stream_flows, StreamEvent};
 use crate::hub::{bump, Hub};
+use crate::live::{stream_flows, StreamEvent};
 use crate::ring::{
     GraphGroup, HintField, ListQuery, SortOrder, StatisticType, StatisticsGroup, StatisticsQuery,
 };
@@ -151,7 +151,7 @@ async fn index() -> impl IntoResponse {
 }
 
 async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
-    hub.tick();
+    hub.refresh_gauges();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         hub.metrics.render(),

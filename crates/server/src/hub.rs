@@ -185,6 +185,20 @@ impl Hub {
         self.metrics.count_invalid(reason);
     }
 
+    /// Copies the ring's size into the gauges (every tick, and on each scrape).
+    pub fn refresh_gauges(&self) {
+        let ring = self.ring.read();
+        self.metrics
+            .keys
+            .store(ring.key_count() as u64, Ordering::Relaxed);
+        self.metrics
+            .windows
+            .store(ring.window_count() as u64, Ordering::Relaxed);
+        self.metrics
+            .memory_bytes
+            .store(ring.memory_bytes() as u64, Ordering::Relaxed);
+    }
+
     /// Subscribes to closed buckets. Take it before reading the backfill so nothing is missed.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<ClosedBucket>> {
         self.closed.subscribe()
@@ -214,16 +228,8 @@ impl Hub {
             }
             *last_emitted = bucket;
         }
-        let ring = self.ring.read();
-        self.metrics
-            .keys
-            .store(ring.key_count() as u64, Ordering::Relaxed);
-        self.metrics
-            .windows
-            .store(ring.window_count() as u64, Ordering::Relaxed);
-        self.metrics
-            .memory_bytes
-            .store(ring.memory_bytes() as u64, Ordering::Relaxed);
+        drop(last_emitted);
+        self.refresh_gauges();
     }
 }
 

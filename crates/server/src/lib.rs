@@ -6,6 +6,7 @@ mod config;
 pub mod grpc;
 pub mod http;
 pub mod hub;
+pub mod live;
 pub mod metrics;
 pub mod ring;
 mod snapshot;

@@ -18,9 +18,9 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-use crate::grpc::stream_flows;
 use crate::http::{hint_field, parse_sort_order, sse_stream, ApiError};
 use crate::hub::{bump, Hub};
+use crate::live::stream_flows;
 use crate::ring::ListQuery;
 use crate::time_range;
 

@@ -373,7 +373,7 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
                 );
             }
             for entry in agent.events.receive().unwrap() {
-                agent.assembler.on_conntrack(&entry, 100);
+                agent.assembler.on_conntrack(&entry);
             }
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -393,7 +393,7 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
                     entry.id
                 );
             }
-            agent.assembler.on_conntrack(&entry, 101);
+            agent.assembler.on_conntrack(&entry);
         }
         if std::env::var_os("CARACAL_DEBUG_TEST").is_some() {
             eprintln!("{node} stats {:?}", agent.assembler.stats());

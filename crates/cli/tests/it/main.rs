@@ -6,6 +6,24 @@ use std::time::{Duration, Instant};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_caracal");
 
+/// Whether lab tests can run here (root); on a workstation they skip with `why`, in CI they
+/// must run.
+fn can_build_labs(why: &str) -> bool {
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false);
+    if !root {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs lab tests as root: {why}"
+        );
+        eprintln!("skipped: {why}");
+    }
+    root
+}
+
 /// A `caracal server` process on ephemeral ports, killed on drop.
 struct ServerProcess {
     child: Child,
@@ -296,17 +314,7 @@ fn policy_trace_prints_both_traces_and_the_verdict_as_json() {
 
 #[test]
 fn lab_up_exec_status_and_down() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs lab tests as root"
-        );
-        eprintln!("skipped: lab commands need root");
+    if !can_build_labs("lab commands need root") {
         return;
     }
     let state = tempfile::tempdir().unwrap();
@@ -439,17 +447,7 @@ fn the_demo_with_simulated_traffic_serves_flows() {
 
 #[test]
 fn the_demo_as_root_shows_real_lab_traffic_and_cleans_up() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs the lab demo as root"
-        );
-        eprintln!("skipped: the lab demo needs root");
+    if !can_build_labs("the lab demo needs root") {
         return;
     }
     let data = tempfile::tempdir().unwrap();
@@ -503,17 +501,7 @@ fn the_demo_as_root_shows_real_lab_traffic_and_cleans_up() {
 
 #[test]
 fn agents_serve_lab_nodes_and_follow_policy_changes() {
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false);
-    if !root {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI runs lab tests as root"
-        );
-        eprintln!("skipped: lab agents need root");
+    if !can_build_labs("lab agents need root") {
         return;
     }
     let work = tempfile::tempdir().unwrap();

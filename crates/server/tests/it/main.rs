@@ -20,8 +20,8 @@ pub struct TestServer {
     pub hub: Arc<Hub>,
     pub clock: Arc<ManualClock>,
     pub data: tempfile::TempDir,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl TestServer {
@@ -70,17 +70,19 @@ impl TestServer {
             hub,
             clock,
             data,
-            stop: Some(stop),
-            task: Some(task),
+            stop,
+            task,
         }
     }
 
     /// Stops the server (saving the hot window) and hands back its data directory.
-    pub async fn stop(mut self) -> tempfile::TempDir {
-        let _ = self.stop.take().unwrap().send(());
-        self.task.take().unwrap().await.unwrap();
-        let (_, placeholder) = (0, tempfile::tempdir().unwrap());
-        std::mem::replace(&mut self.data, placeholder)
+    pub async fn stop(self) -> tempfile::TempDir {
+        let TestServer {
+            data, stop, task, ..
+        } = self;
+        let _ = stop.send(());
+        task.await.unwrap();
+        data
     }
 
     /// GET a path, returning status and body (blocking client on a blocking thread).
