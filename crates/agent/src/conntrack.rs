@@ -246,19 +246,10 @@ impl ConntrackSocket {
     /// Every event waiting; empty when none.
     pub fn receive(&mut self) -> Result<Vec<ConntrackEntry>, NflogError> {
         let mut entries = Vec::new();
-        loop {
-            let size = match self.socket.recv(&mut &mut self.buffer[..], 0) {
-                Ok(size) => size,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(entries),
-                Err(source) => {
-                    return Err(NflogError::Socket {
-                        what: "receive",
-                        source,
-                    })
-                }
-            };
-            parse_messages(&self.buffer[..size], false, &mut entries);
-        }
+        crate::netlink::drain(&self.socket, &mut self.buffer, |datagram| {
+            parse_messages(datagram, false, &mut entries);
+        })?;
+        Ok(entries)
     }
 
     /// A socket for dumps, in the namespace of the calling thread.
@@ -329,21 +320,11 @@ impl ConntrackSocket {
 
 /// Parses every message in a datagram; true when the dump is done.
 fn parse_messages(datagram: &[u8], dump: bool, entries: &mut Vec<ConntrackEntry>) -> bool {
-    let mut offset = 0;
-    while offset < datagram.len() {
-        let Ok(message) = NetlinkMessage::<NetfilterMessage>::deserialize(&datagram[offset..])
-        else {
-            return false;
-        };
-        let length = message.header.length as usize;
-        match &message.payload {
-            NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => return true,
-            _ => entries.extend(entry_from(&message, dump)),
+    crate::netlink::messages(datagram, |message| match &message.payload {
+        NetlinkPayload::Done(_) | NetlinkPayload::Error(_) => false,
+        _ => {
+            entries.extend(entry_from(&message, dump));
+            true
         }
-        if length == 0 {
-            return false;
-        }
-        offset += (length + 3) & !3;
-    }
-    false
+    })
 }

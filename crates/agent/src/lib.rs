@@ -7,6 +7,7 @@
 
 pub mod assembly;
 pub mod conntrack;
+mod netlink;
 pub mod nflog;
 pub mod runtime;
 pub mod upload;

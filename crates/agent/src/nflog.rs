@@ -213,32 +213,14 @@ impl NflogSocket {
     /// Every logged packet waiting on the socket, as (prefix, payload); empty when none.
     pub fn receive(&mut self) -> Result<Vec<(String, Vec<u8>)>, NflogError> {
         let mut packets = Vec::new();
-        loop {
-            let size = match self.socket.recv(&mut &mut self.buffer[..], 0) {
-                Ok(size) => size,
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return Ok(packets),
-                Err(source) => {
-                    return Err(NflogError::Socket {
-                        what: "receive",
-                        source,
-                    })
-                }
-            };
-            let mut offset = 0;
-            while offset < size {
-                let Ok(message) =
-                    NetlinkMessage::<NetfilterMessage>::deserialize(&self.buffer[offset..size])
-                else {
-                    break;
-                };
-                let length = message.header.length as usize;
+        crate::netlink::drain(&self.socket, &mut self.buffer, |datagram| {
+            crate::netlink::messages(datagram, |message| {
                 if let NetlinkPayload::InnerMessage(NetfilterMessage {
                     inner: NetfilterMessageInner::ULog(ULogMessage::Packet(nlas)),
                     ..
                 }) = message.payload
                 {
-                    let mut prefix = String::new();
-                    let mut payload = Vec::new();
+                    let (mut prefix, mut payload) = (String::new(), Vec::new());
                     for nla in nlas {
                         match nla {
                             PacketNla::Prefix(text) => prefix = text.to_string_lossy().into_owned(),
@@ -248,12 +230,10 @@ impl NflogSocket {
                     }
                     packets.push((prefix, payload));
                 }
-                if length == 0 {
-                    break;
-                }
-                offset += (length + 3) & !3;
-            }
-        }
+                true
+            });
+        })?;
+        Ok(packets)
     }
 }
 
