@@ -173,7 +173,7 @@ fn throughput(c: &mut Criterion) {
                             100,
                         );
                     }
-                    Event::Tracked(entry) => assembler.on_conntrack(entry),
+                    Event::Tracked(entry) => assembler.on_conntrack(entry, 0),
                 }
                 if index % 15_000 == 14_999 {
                     black_box(assembler.flush(90, 105));

@@ -14,6 +14,7 @@ use caracal_flow::{
 use caracal_policy::{Connection, Direction, Endpoint, Evaluator, Inventory, RuleTag};
 
 use crate::conntrack::{ConntrackEntry, DirectionCounters, EntryEvent};
+use crate::dns::{DnsAnswer, DnsCache};
 use crate::nflog::{FiveTuple, Verdict};
 
 /// A Kubernetes Service address and port, for naming pre-DNAT destinations.
@@ -38,6 +39,10 @@ pub struct AssemblyConfig {
     pub denied_level: AggregationLevel,
     /// Verdicts with no conntrack entry after this many seconds are dropped (and counted).
     pub verdict_ttl: i64,
+    /// (client, address) pairs the DNS cache holds at most.
+    pub dns_capacity: usize,
+    /// Seconds a DNS answer still names its address after its TTL ran out.
+    pub dns_grace: i64,
 }
 
 impl Default for AssemblyConfig {
@@ -46,6 +51,8 @@ impl Default for AssemblyConfig {
             allowed_level: AggregationLevel::Workload,
             denied_level: AggregationLevel::Pod,
             verdict_ttl: 30,
+            dns_capacity: 100_000,
+            dns_grace: 120,
         }
     }
 }
@@ -59,12 +66,17 @@ pub struct AssemblyStats {
     pub orphan_verdicts: u64,
     /// Connections seen first in a dump (their enforced trace comes from the evaluator).
     pub adopted_connections: u64,
+    /// DNS answers learned.
+    pub dns_answers: u64,
+    /// DNS names not learned because the cache was full.
+    pub dns_dropped: u64,
 }
 
 struct Tracked {
     original: FiveTuple,
     reply: FiveTuple,
     hits: Vec<(Direction, PolicyHit)>,
+    domains: DomainSet,
     reported: (DirectionCounters, DirectionCounters),
     current: (DirectionCounters, DirectionCounters),
     started: bool,
@@ -78,6 +90,7 @@ struct Pending {
 
 struct Denied {
     hits: Vec<(Direction, PolicyHit)>,
+    domains: DomainSet,
     packets: u64,
 }
 
@@ -93,6 +106,7 @@ pub struct Assembler {
     verdicts: HashMap<FiveTuple, Pending>,
     connections: HashMap<u32, Tracked>,
     denied: HashMap<FiveTuple, Denied>,
+    dns: DnsCache,
     stats: AssemblyStats,
 }
 
@@ -125,7 +139,9 @@ impl Assembler {
         local: Vec<IpAddr>,
         services: Vec<ServiceAddress>,
     ) -> Self {
+        let dns = DnsCache::new(config.dns_capacity, config.dns_grace);
         Assembler {
+            dns,
             config,
             inventory,
             evaluator,
@@ -153,7 +169,35 @@ impl Assembler {
 
     /// Counts so far.
     pub fn stats(&self) -> AssemblyStats {
-        self.stats
+        AssemblyStats {
+            dns_dropped: self.dns.dropped,
+            ..self.stats
+        }
+    }
+
+    /// Connections tracked now.
+    pub fn tracked(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// (client, address) pairs the DNS cache holds now.
+    pub fn dns_pairs(&self) -> usize {
+        self.dns.len()
+    }
+
+    /// A DNS answer seen at `now`: names for the connections its client opens next.
+    pub fn on_dns(&mut self, answer: &DnsAnswer, now: i64) {
+        self.stats.dns_answers += 1;
+        self.dns.learn(answer, now);
+    }
+
+    /// The names the source of `original` resolved to its destination, before or after DNAT.
+    fn domains_of(&self, original: &FiveTuple, forwarded: &FiveTuple, now: i64) -> DomainSet {
+        let mut names = self.dns.names(original.source, original.destination, now);
+        if forwarded.destination != original.destination {
+            names.extend(self.dns.names(original.source, forwarded.destination, now));
+        }
+        DomainSet::from_members(names)
     }
 
     /// A verdict logged at `now`.
@@ -172,8 +216,10 @@ impl Assembler {
                 .remove(&verdict.packet)
                 .map(|pending| pending.hits)
                 .unwrap_or_default();
+            let domains = self.domains_of(&verdict.packet, &verdict.packet, now);
             let denied = self.denied.entry(verdict.packet).or_insert_with(|| Denied {
                 hits: pending,
+                domains,
                 packets: 0,
             });
             if denied.packets == 0 {
@@ -192,10 +238,27 @@ impl Assembler {
             .push(hit);
     }
 
-    /// A conntrack event or dump entry.
-    pub fn on_conntrack(&mut self, entry: &ConntrackEntry) {
+    /// A conntrack event or dump entry seen at `now`.
+    pub fn on_conntrack(&mut self, entry: &ConntrackEntry, now: i64) {
         let tuple = forwarded(&entry.original, &entry.reply);
-        let tracked = self.connections.entry(entry.id).or_insert_with(|| {
+        if !self.connections.contains_key(&entry.id) {
+            let domains = self.domains_of(&entry.original, &tuple, now);
+            self.track(entry, tuple, domains);
+        }
+        let tracked = self
+            .connections
+            .get_mut(&entry.id)
+            .expect("tracked just above");
+        if entry.original_counters.bytes >= tracked.current.0.bytes {
+            tracked.current = (entry.original_counters, entry.reply_counters);
+        }
+        if entry.event == EntryEvent::Destroy {
+            tracked.ended = true;
+        }
+    }
+
+    fn track(&mut self, entry: &ConntrackEntry, tuple: FiveTuple, domains: DomainSet) {
+        self.connections.entry(entry.id).or_insert_with(|| {
             let hits = self.verdicts.remove(&tuple).map(|pending| pending.hits);
             if hits.is_none() {
                 self.stats.adopted_connections += u64::from(entry.event == EntryEvent::Dump);
@@ -204,18 +267,13 @@ impl Assembler {
                 original: entry.original,
                 reply: entry.reply,
                 hits: hits.unwrap_or_default(),
+                domains,
                 reported: Default::default(),
                 current: Default::default(),
                 started: entry.event != EntryEvent::Dump,
                 ended: false,
             }
         });
-        if entry.original_counters.bytes >= tracked.current.0.bytes {
-            tracked.current = (entry.original_counters, entry.reply_counters);
-        }
-        if entry.event == EntryEvent::Destroy {
-            tracked.ended = true;
-        }
     }
 
     fn endpoint(
@@ -306,6 +364,7 @@ impl Assembler {
         direction: Direction,
         action: Action,
         enforced: Vec<PolicyHit>,
+        domains: &DomainSet,
         counters: Counters,
         start: i64,
         end: i64,
@@ -366,7 +425,7 @@ impl Assembler {
             counters,
             source_ips: IpSet::from_members([original.source]),
             dest_ips: IpSet::from_members([destination.destination]),
-            dest_domains: DomainSet::default(),
+            dest_domains: domains.clone(),
         }
     }
 
@@ -428,6 +487,7 @@ impl Assembler {
                     direction,
                     Action::Allow,
                     Self::hits_for(&tracked.hits, direction),
+                    &tracked.domains,
                     counters,
                     start,
                     end,
@@ -462,6 +522,7 @@ impl Assembler {
                 direction,
                 Action::Deny,
                 Self::hits_for(&denied.hits, direction),
+                &denied.domains,
                 counters,
                 start,
                 end,
@@ -478,6 +539,7 @@ impl Assembler {
         let before = self.verdicts.len();
         self.verdicts.retain(|_, pending| pending.seen >= end - ttl);
         self.stats.orphan_verdicts += (before - self.verdicts.len()) as u64;
+        self.dns.expire(end);
         let mut flows: Vec<Flow> = flows.into_values().collect();
         flows.sort_by(|a, b| a.key.cmp(&b.key));
         flows

@@ -81,6 +81,12 @@ pub fn parse_prefix(prefix: &str) -> Result<(u32, u32), NflogError> {
 
 /// Parses the network and transport headers of a logged packet.
 pub fn parse_packet(payload: &[u8]) -> Result<FiveTuple, NflogError> {
+    split_packet(payload).map(|(tuple, _)| tuple)
+}
+
+/// The five-tuple of a logged packet and the bytes after its IP header (the transport header
+/// and what follows, as far as the packet was copied).
+pub fn split_packet(payload: &[u8]) -> Result<(FiveTuple, &[u8]), NflogError> {
     let version = payload.first().ok_or(NflogError::Packet("empty"))? >> 4;
     let (protocol, source, destination, transport) = match version {
         4 => {
@@ -125,13 +131,16 @@ pub fn parse_packet(payload: &[u8]) -> Result<FiveTuple, NflogError> {
         }
         _ => (0, 0),
     };
-    Ok(FiveTuple {
-        protocol,
-        source,
-        destination,
-        source_port,
-        destination_port,
-    })
+    Ok((
+        FiveTuple {
+            protocol,
+            source,
+            destination,
+            source_port,
+            destination_port,
+        },
+        transport,
+    ))
 }
 
 /// A netlink socket bound to one NFLOG group, in the network namespace of the thread that

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::assembly::Assembler;
 use crate::conntrack::ConntrackSocket;
+use crate::dns::{parse_answer, DNS_PREFIX};
 use crate::nflog::{parse_packet, parse_prefix, NflogSocket, Verdict};
 use crate::upload::Uploader;
 
@@ -30,12 +31,26 @@ pub struct NodeStats {
     pub verdicts: AtomicU64,
     /// Verdicts that did not parse.
     pub bad_verdicts: AtomicU64,
+    /// DNS answers read.
+    pub dns_answers: AtomicU64,
+    /// Copied DNS packets that were not a usable answer.
+    pub bad_dns: AtomicU64,
     /// Conntrack events and dump entries read.
     pub connections: AtomicU64,
     /// Flow updates handed to the uploader.
     pub flows: AtomicU64,
     /// Socket errors.
     pub errors: AtomicU64,
+    /// Verdicts naming another ruleset generation or an unknown tag (from assembly).
+    pub unknown_tags: AtomicU64,
+    /// Allowing verdicts that never met a conntrack entry (from assembly).
+    pub orphan_verdicts: AtomicU64,
+    /// Connections assembly tracks now.
+    pub tracked_connections: AtomicU64,
+    /// (client, address) pairs in the DNS cache now.
+    pub dns_pairs: AtomicU64,
+    /// DNS names not learned because the cache was full.
+    pub dns_dropped: AtomicU64,
     /// Kernel id of the loop's thread, to read its CPU time from `/proc/self/task/<id>/stat`.
     pub thread_id: AtomicU64,
 }
@@ -100,6 +115,18 @@ impl NodeAgent {
                 match sockets.nflog.receive() {
                     Ok(packets) => {
                         for (prefix, payload) in packets {
+                            if prefix == DNS_PREFIX {
+                                match parse_answer(&payload) {
+                                    Ok(answer) => {
+                                        counts.dns_answers.fetch_add(1, Ordering::Relaxed);
+                                        assembler.on_dns(&answer, now);
+                                    }
+                                    Err(_) => {
+                                        counts.bad_dns.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                continue;
+                            }
                             match (parse_prefix(&prefix), parse_packet(&payload)) {
                                 (Ok((generation, tag)), Ok(packet)) => {
                                     counts.verdicts.fetch_add(1, Ordering::Relaxed);
@@ -128,7 +155,7 @@ impl NodeAgent {
                             .connections
                             .fetch_add(entries.len() as u64, Ordering::Relaxed);
                         for entry in &entries {
-                            assembler.on_conntrack(entry);
+                            assembler.on_conntrack(entry, now);
                         }
                     }
                     Err(_) => {
@@ -139,7 +166,7 @@ impl NodeAgent {
                     match sockets.dumper.dump_now() {
                         Ok(entries) => {
                             for entry in &entries {
-                                assembler.on_conntrack(entry);
+                                assembler.on_conntrack(entry, now);
                             }
                         }
                         Err(_) => {
@@ -158,6 +185,22 @@ impl NodeAgent {
                     uploader.send(&flows);
                     window_start = end.div_euclid(interval) * interval;
                 }
+                let assembled = assembler.stats();
+                counts
+                    .unknown_tags
+                    .store(assembled.unknown_tags, Ordering::Relaxed);
+                counts
+                    .orphan_verdicts
+                    .store(assembled.orphan_verdicts, Ordering::Relaxed);
+                counts
+                    .dns_dropped
+                    .store(assembled.dns_dropped, Ordering::Relaxed);
+                counts
+                    .tracked_connections
+                    .store(assembler.tracked() as u64, Ordering::Relaxed);
+                counts
+                    .dns_pairs
+                    .store(assembler.dns_pairs() as u64, Ordering::Relaxed);
                 if stopped {
                     return;
                 }

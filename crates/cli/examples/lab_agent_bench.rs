@@ -80,20 +80,20 @@ async fn main() {
     .map(|to| TrafficSpec {
         from: "shop/frontend".into(),
         to: format!("workload:{to}"),
+        protocol: Default::default(),
         port: 8080,
         rate: 200.0,
         bytes: 200,
         duration: Some(20),
     })
     .collect();
-    let ports = TrafficRunner::lab_ports(&lab, &spec);
     let cpu_before: Vec<f64> = agents
         .agents
         .iter()
         .map(|agent| thread_cpu_seconds(agent.stats.thread_id.load(Ordering::Relaxed)))
         .collect();
     let started = Instant::now();
-    let traffic = TrafficRunner::start(&lab, &ports, &load).unwrap();
+    let traffic = TrafficRunner::start(&lab, &spec, &load).unwrap();
     // Freshness probes: a new destination port each time, so each is a new flow key.
     let source = lab
         .pods

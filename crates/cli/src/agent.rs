@@ -1,7 +1,6 @@
-//! `caracal agent`: the node agent as its own process, for a lab node (a Kubernetes inventory
-//! comes later). It programs the node's nftables from the spec's policies and re-renders them
+//! `caracal agent`: the node agent as its own process, for a lab node. It programs the node's nftables from the spec's policies and re-renders them
 //! when a policy file changes, reads NFLOG verdicts and conntrack in the node's namespace,
-//! and uploads flow updates until interrupted.
+//! uploads flow updates until interrupted, and serves its metrics.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -34,6 +33,49 @@ pub struct AgentArgs {
     /// NFLOG group the ruleset logs verdicts to
     #[arg(long, default_value_t = caracal_lab::NFLOG_GROUP, value_name = "N")]
     pub nflog_group: u16,
+    /// Where to serve Prometheus metrics (`/metrics`) and `/healthz`
+    #[arg(long, default_value = "127.0.0.1:9464", value_name = "ADDR")]
+    pub metrics: std::net::SocketAddr,
+}
+
+/// Serves the agent's metrics until the process ends.
+async fn serve_metrics(
+    address: std::net::SocketAddr,
+    node: String,
+    stats: std::sync::Arc<caracal_agent::NodeStats>,
+    uploader: Uploader,
+) -> anyhow::Result<std::net::SocketAddr> {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("--metrics {address}: cannot listen"))?;
+    let bound = listener.local_addr()?;
+    let scrape = move || {
+        let view = caracal_agent::metrics::AgentMetrics {
+            node: &node,
+            stats: &stats,
+            uploader: &uploader,
+        };
+        let body = caracal_agent::metrics::render(&[view]);
+        async move {
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                body,
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route("/metrics", get(scrape))
+        .route("/healthz", get(|| async { "ok\n" }));
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "the metrics endpoint stopped");
+        }
+    });
+    Ok(bound)
 }
 
 fn render_node(
@@ -122,7 +164,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         &netns,
         move || -> Result<NodeSockets, caracal_agent::NflogError> {
             Ok(NodeSockets {
-                nflog: NflogSocket::open(group, 128)?,
+                nflog: NflogSocket::open(group, caracal_policy::DNS_SNAPLEN)?,
                 events: ConntrackSocket::events()?,
                 dumper: ConntrackSocket::dumper()?,
             })
@@ -148,7 +190,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         let (uploader, task) = Uploader::new(UploadConfig { server, sender: args.node.clone(), max_buffered_batches: 10_000, max_backoff: Duration::from_secs(5) });
         tokio::spawn(task);
         let agent = NodeAgent::start(sockets, assembler, uploader.clone(), args.flush_interval);
-        eprintln!("agent for lab node {} ({netns}) running; ruleset generation {generation}", args.node);
+        let metrics = serve_metrics(args.metrics, args.node.clone(), agent.stats.clone(), uploader.clone()).await?;
+        eprintln!("agent for lab node {} ({netns}) running; ruleset generation {generation}; metrics on http://{metrics}/metrics", args.node);
         let mut seen = modified(&state);
         let shutdown = crate::shutdown_signal();
         tokio::pin!(shutdown);

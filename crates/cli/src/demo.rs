@@ -48,6 +48,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let lab = if args.simulate { Err("--simulate was given".to_string()) } else { start_lab(&args, &data, &format!("http://{grpc}")).await };
         let traffic = match lab {
             Ok(running) => {
+                server.hub().metrics.add_source(running.agents.metrics_source(&running.lab));
                 println!(
                     "  traffic       real packets in lab {} ({} nodes, {} pods): nftables policies, one agent per node",
                     running.lab.prefix.as_str(),
@@ -194,8 +195,7 @@ async fn start_lab(
         .map_err(|error| format!("lab up failed: {error}"))?;
     let agents =
         caracal::lab_agents::start(&lab, server, 15).map_err(|error| format!("{error:#}"))?;
-    let ports = caracal_lab::TrafficRunner::lab_ports(&lab, &spec);
-    let traffic = caracal_lab::TrafficRunner::start(&lab, &ports, &spec.traffic)
+    let traffic = caracal_lab::TrafficRunner::start(&lab, &spec, &spec.traffic)
         .map_err(|error| error.to_string())?;
     Ok(LabRun {
         lab,

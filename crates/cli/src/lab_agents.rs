@@ -22,6 +22,34 @@ pub struct LabAgents {
     pub uploaders: Vec<Uploader>,
 }
 
+impl LabAgents {
+    /// The agents' metrics, for the server's `/metrics` (the demo runs both in one process).
+    pub fn metrics_source(&self, lab: &Lab) -> caracal_server::metrics::MetricSource {
+        let agents: Vec<(String, std::sync::Arc<caracal_agent::NodeStats>, Uploader)> = lab
+            .nodes
+            .iter()
+            .zip(&self.agents)
+            .zip(&self.uploaders)
+            .map(|(((name, _), agent), uploader)| {
+                (name.clone(), agent.stats.clone(), uploader.clone())
+            })
+            .collect();
+        Box::new(move || {
+            let views: Vec<caracal_agent::metrics::AgentMetrics> = agents
+                .iter()
+                .map(
+                    |(node, stats, uploader)| caracal_agent::metrics::AgentMetrics {
+                        node,
+                        stats,
+                        uploader,
+                    },
+                )
+                .collect();
+            caracal_agent::metrics::render(&views)
+        })
+    }
+}
+
 /// The lab's services as the addresses the agent names pre-DNAT destinations by.
 pub fn service_addresses(services: &[caracal_lab::LabService]) -> Vec<ServiceAddress> {
     services
@@ -53,7 +81,7 @@ pub fn start(lab: &Lab, server: &str, flush_interval: i64) -> anyhow::Result<Lab
             node.namespace.name(),
             || -> Result<NodeSockets, caracal_agent::NflogError> {
                 Ok(NodeSockets {
-                    nflog: NflogSocket::open(NFLOG_GROUP, 128)?,
+                    nflog: NflogSocket::open(NFLOG_GROUP, caracal_policy::DNS_SNAPLEN)?,
                     events: ConntrackSocket::events()?,
                     dumper: ConntrackSocket::dumper()?,
                 })

@@ -4,6 +4,7 @@
 //! node, and sockets opened inside a namespace. No namespace gets a route to the host network.
 #![deny(missing_docs)]
 
+pub mod apps;
 mod lab;
 mod netns;
 mod node;
@@ -13,5 +14,5 @@ mod traffic;
 pub use lab::{down, render_services, Lab, LabPod, LabService, LabState, ServicePort, NFLOG_GROUP};
 pub use netns::{delete_with_prefix, exec_in, in_namespace, LabError, Namespace, Prefix};
 pub use node::{apply_nftables_in, tcp_connects, tcp_send, Node, Pod, TcpListeners};
-pub use spec::{LabSpec, SpecError, TrafficSpec};
-pub use traffic::{TrafficRunner, TrafficStats};
+pub use spec::{LabSpec, SpecError, TrafficProtocol, TrafficSpec};
+pub use traffic::{dns_records, Servers, TrafficRunner, TrafficStats};

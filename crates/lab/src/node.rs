@@ -161,7 +161,8 @@ pub fn apply_nftables_in(netns: &str, text: &str) -> Result<(), LabError> {
 }
 
 /// TCP listeners inside a pod that accept every connection and read it to the end (at most
-/// 16 MiB, two seconds idle) until dropped.
+/// 16 MiB, two seconds idle) until dropped; a connection that opens with an HTTP request line
+/// gets its request read and a `200 OK`.
 pub struct TcpListeners {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
@@ -214,6 +215,10 @@ fn drain(mut stream: TcpStream) {
     while total < 16 << 20 {
         match stream.read(&mut buffer) {
             Ok(0) | Err(_) => return,
+            Ok(read) if total == 0 && crate::apps::is_http_request(&buffer[..read]) => {
+                crate::apps::answer_http(&mut stream, &mut buffer, read);
+                return;
+            }
             Ok(read) => total += read,
         }
     }

@@ -42,20 +42,46 @@ pub struct LabSpec {
     /// Policy manifest files or directories, relative to the spec file.
     #[serde(default)]
     pub policies: Vec<PathBuf>,
+    /// `NAMESPACE/SERVICE` of the cluster DNS: where pods send lookups (its pods run the
+    /// built-in DNS server on a UDP port with `appProtocol: dns`).
+    pub dns: Option<String>,
+    /// Test domains the lab DNS server answers besides `<svc>.<ns>.svc.cluster.local`:
+    /// name → `external:NAME` or `service:NS/NAME`.
+    #[serde(default)]
+    pub domains: BTreeMap<String, String>,
     /// Traffic the lab makes while it runs.
     #[serde(default)]
     pub traffic: Vec<TrafficSpec>,
 }
 
-/// A traffic pattern: TCP connections from a workload's replicas to a target.
+/// What a traffic pattern speaks.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum TrafficProtocol {
+    /// A TCP connection that sends `bytes` and closes.
+    #[default]
+    TCP,
+    /// Datagrams carrying `bytes` in all.
+    UDP,
+    /// An HTTP/1.1 request (`POST` of `bytes`, or `GET`) answered `200 OK`.
+    HTTP,
+    /// A DNS lookup of the `domain:` target at the lab's DNS service.
+    DNS,
+}
+
+/// A traffic pattern: connections, requests or lookups from a workload's replicas to a target.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrafficSpec {
     /// `NAMESPACE/WORKLOAD` whose replicas connect.
     pub from: String,
-    /// `service:NS/NAME`, `workload:NS/NAME` or `external:NAME`.
+    /// `service:NS/NAME`, `workload:NS/NAME`, `external:NAME`, or `domain:NAME` (looked up
+    /// at the lab's DNS service before each connection, so flows carry the name).
     pub to: String,
-    /// Destination port.
+    /// TCP (default), UDP, HTTP or DNS.
+    #[serde(default)]
+    pub protocol: TrafficProtocol,
+    /// Destination port (not used by DNS lookups).
+    #[serde(default)]
     pub port: u16,
     /// Connections per second (at most 200).
     pub rate: f64,
@@ -79,7 +105,7 @@ pub struct NamespaceSpec {
 
 /// A named container port.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct PortSpec {
     /// Port name.
     pub name: String,
@@ -88,6 +114,9 @@ pub struct PortSpec {
     /// TCP or UDP.
     #[serde(default = "tcp")]
     pub protocol: String,
+    /// What the built-in server speaks: `dns` on a UDP port runs the lab DNS server, `http`
+    /// documents an HTTP port (every TCP port answers HTTP requests); plain otherwise.
+    pub app_protocol: Option<String>,
 }
 
 fn tcp() -> String {
@@ -251,6 +280,14 @@ impl LabSpec {
                         port.protocol
                     ));
                 }
+                match (port.app_protocol.as_deref(), port.protocol.as_str()) {
+                    (None, _) | (Some("dns"), "UDP") | (Some("http"), "TCP") => {}
+                    (Some(other), protocol) => {
+                        return Err(format!(
+                            "{at}.ports[{port_index}].appProtocol: `{other}` on {protocol} is not supported; use dns on UDP or http on TCP"
+                        ))
+                    }
+                }
             }
         }
         let pods: usize = self
@@ -275,6 +312,117 @@ impl LabSpec {
                     external.address
                 ));
             }
+        }
+        if let Some(dns) = &self.dns {
+            if !self.service_declared(dns) {
+                return Err(format!(
+                    "dns: `{dns}` is not a declared service NAMESPACE/NAME"
+                ));
+            }
+        }
+        for (name, target) in &self.domains {
+            let valid_name = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                });
+            if !valid_name {
+                return Err(format!("domains.{name}: not a lower-case domain name"));
+            }
+            let known = match target.split_once(':') {
+                Some(("external", external)) => self
+                    .externals
+                    .iter()
+                    .any(|declared| declared.name == external),
+                Some(("service", service)) => self.service_declared(service),
+                _ => false,
+            };
+            if !known {
+                return Err(format!(
+                    "domains.{name}: `{target}` is neither external:NAME nor service:NS/NAME of this spec"
+                ));
+            }
+        }
+        for (index, traffic) in self.traffic.iter().enumerate() {
+            self.validate_traffic(traffic)
+                .map_err(|message| format!("traffic[{index}].{message}"))?;
+        }
+        Ok(())
+    }
+
+    fn service_declared(&self, qualified: &str) -> bool {
+        qualified.split_once('/').is_some_and(|(namespace, name)| {
+            self.services
+                .iter()
+                .any(|service| service.namespace == namespace && service.name == name)
+        })
+    }
+
+    fn validate_traffic(&self, traffic: &TrafficSpec) -> Result<(), String> {
+        let from_known = traffic
+            .from
+            .split_once('/')
+            .is_some_and(|(namespace, name)| {
+                self.workloads
+                    .iter()
+                    .any(|workload| workload.namespace == namespace && workload.name == name)
+            });
+        if !from_known {
+            return Err(format!(
+                "from: `{}` is not a declared workload NAMESPACE/NAME",
+                traffic.from
+            ));
+        }
+        let to_known = match traffic.to.split_once(':') {
+            Some(("service", service)) => self.service_declared(service),
+            Some(("workload", workload)) => workload.split_once('/').is_some_and(|(ns, name)| {
+                self.workloads
+                    .iter()
+                    .any(|declared| declared.namespace == ns && declared.name == name)
+            }),
+            Some(("external", name)) => self.externals.iter().any(|e| e.name == name),
+            Some(("domain", name)) => {
+                if self.dns.is_none() {
+                    return Err(format!(
+                        "to: `{}` needs a `dns:` service to look the name up",
+                        traffic.to
+                    ));
+                }
+                !name.is_empty()
+            }
+            _ => false,
+        };
+        if !to_known {
+            return Err(format!(
+                "to: `{}` is not service:NS/NAME, workload:NS/NAME, external:NAME or domain:NAME of this spec",
+                traffic.to
+            ));
+        }
+        if traffic.protocol == TrafficProtocol::DNS {
+            if !traffic.to.starts_with("domain:") {
+                return Err(format!(
+                    "to: DNS traffic looks a name up; use domain:NAME, not `{}`",
+                    traffic.to
+                ));
+            }
+        } else if traffic.port == 0 {
+            return Err("port: a destination port is required".into());
+        }
+        if !(traffic.rate > 0.0 && traffic.rate <= 200.0) {
+            return Err(format!(
+                "rate: {} is outside (0, 200] per second",
+                traffic.rate
+            ));
+        }
+        if traffic.bytes > 1 << 20 {
+            return Err(format!("bytes: {} is more than 1 MiB", traffic.bytes));
+        }
+        if traffic.duration.is_some_and(|seconds| seconds > 86_400) {
+            return Err("duration: at most 86400 seconds".into());
         }
         Ok(())
     }

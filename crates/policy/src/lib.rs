@@ -17,5 +17,7 @@ pub mod validate;
 pub use eval::{Connection, Endpoint, Evaluator, Inventory, SideVerdict, Verdict, Workload};
 pub use load::{load_str, LoadError, Manifests, NamedPort, NamespaceInfo, PodInfo};
 pub use model::*;
-pub use render::{render, LocalEndpoint, RenderError, RuleTag, Ruleset};
+pub use render::{
+    render, LocalEndpoint, RenderError, RuleTag, Ruleset, DNS_LOG_PREFIX, DNS_SNAPLEN,
+};
 pub use validate::validate;

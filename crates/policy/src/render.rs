@@ -15,6 +15,13 @@ use thiserror::Error;
 use crate::eval::{identity_matches, Endpoint, Inventory, Workload};
 use crate::model::*;
 
+/// NFLOG prefix of the copies of DNS answers (the agent's DNS snooping).
+pub const DNS_LOG_PREFIX: &str = "caracal-dns";
+
+/// Bytes of a DNS answer copied to NFLOG: a UDP DNS message is at most 512 bytes without EDNS,
+/// and answers of interest fit well below this.
+pub const DNS_SNAPLEN: u32 = 1024;
+
 /// Mark bit an allowing rule sets before returning to the endpoint chain.
 const ALLOW_MARK: u32 = 0x0010_0000;
 
@@ -537,7 +544,7 @@ pub fn render(
     text.push_str("table inet caracal\ndelete table inet caracal\ntable inet caracal {\n");
     let _ = writeln!(
         text,
-        "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\tct state established,related accept\n\t\tct state invalid drop\n{dispatch}\t}}\n"
+        "\tchain forward {{\n\t\ttype filter hook forward priority filter; policy accept;\n\t\t# DNS answers are copied for the agent's domain names; log gives no verdict\n\t\tudp sport 53 log prefix \"{DNS_LOG_PREFIX}\" group {group} snaplen {DNS_SNAPLEN}\n\t\tct state established,related accept\n\t\tct state invalid drop\n{dispatch}\t}}\n"
     );
     text.push_str(&renderer.out);
     text.push_str("}\n");

@@ -44,9 +44,18 @@ pub struct Metrics {
     pub http_bad_requests: AtomicU64,
     /// gRPC requests refused as bad input.
     pub grpc_bad_requests: AtomicU64,
+    sources: Mutex<Vec<MetricSource>>,
 }
 
+/// Exposition text of something running in the server's process (the demo's lab agents).
+pub type MetricSource = Box<dyn Fn() -> String + Send + Sync>;
+
 impl Metrics {
+    /// Adds the metrics of something else in this process to every scrape.
+    pub fn add_source(&self, source: MetricSource) {
+        self.sources.lock().push(source);
+    }
+
     /// Counts a record refused as malformed, by reason.
     pub fn count_invalid(&self, reason: &str) {
         *self.invalid.lock().entry(reason.to_string()).or_default() += 1;
@@ -157,6 +166,9 @@ impl Metrics {
                 ("{api=\"grpc\"}", value(&self.grpc_bad_requests)),
             ],
         );
+        for source in self.sources.lock().iter() {
+            out.push_str(&source());
+        }
         out
     }
 }

@@ -65,7 +65,7 @@ async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
             service.ports.iter().map(move |port| ServiceAddress {
                 address: IpAddr::V4(service.cluster_ip),
                 port: port.port,
-                protocol: 6,
+                protocol: if port.protocol == "UDP" { 17 } else { 6 },
                 service: ServiceRef {
                     name: service.name.clone(),
                     namespace: service.namespace.clone(),
@@ -83,7 +83,7 @@ async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
             &netns,
             || -> Result<NodeSockets, caracal_agent::NflogError> {
                 Ok(NodeSockets {
-                    nflog: NflogSocket::open(NFLOG_GROUP, 128)?,
+                    nflog: NflogSocket::open(NFLOG_GROUP, caracal_policy::DNS_SNAPLEN)?,
                     events: ConntrackSocket::events()?,
                     dumper: ConntrackSocket::dumper()?,
                 })
@@ -115,8 +115,7 @@ async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
         agents.push(NodeAgent::start(sockets, assembler, uploader.clone(), 1));
         uploaders.push(uploader);
     }
-    let traffic =
-        TrafficRunner::start(&lab, &TrafficRunner::lab_ports(&lab, &spec), &spec.traffic).unwrap();
+    let traffic = TrafficRunner::start(&lab, &spec, &spec.traffic).unwrap();
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (connected, failed) = (
         traffic.stats.connected.load(Ordering::Relaxed),
@@ -204,8 +203,28 @@ async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
         "0|security|gnp:security.deny-crawlers|deny|0"
     );
     // checkout -> payments API: pub, allowed, with the address in the set.
+    // It was reached by name over HTTP: the name the pod resolved is the flow's domain, and
+    // the answer came back.
     let payments = query("source_name ~ checkout AND dest_ip = 203.0.113.10 AND action = allow");
     assert!(!payments.is_empty());
+    assert!(payments.iter().all(|f| f.key.dest.name == "pub"
+        && f.dest_domains
+            .members()
+            .contains(&"api.payments.example".to_string())
+        && f.counters.bytes_in > 0));
+    // The lookups themselves: UDP to the cluster DNS service, from both reporters.
+    let lookups = query("dest_service_name = kube-dns AND proto = udp AND dest_port = 53");
+    assert!(lookups.iter().any(|f| f.key.reporter == Reporter::Src));
+    assert!(lookups.iter().any(|f| f.key.reporter == Reporter::Dst));
+    // cart -> redis by its service name: the service and the cluster name on one flow.
+    let by_name = query("source_name ~ cart AND dest_service_name = redis AND reporter = src");
+    assert!(by_name.iter().any(|f| f
+        .dest_domains
+        .members()
+        .contains(&"redis.data.svc.cluster.local".to_string())));
+    // Datagrams to a UDP port are flows too.
+    let statsd = query("source_name ~ frontend AND dest_port = 8125 AND proto = udp");
+    assert!(statsd.iter().any(|f| f.counters.bytes_out >= 120));
     // checkout -> postgres: the staged policy would still allow it; frontend is not in traffic here.
     let postgres =
         query("source_name ~ checkout AND dest_service_name = postgres AND reporter = dst");

@@ -70,7 +70,7 @@ fn nflog_verdicts_name_the_deciding_rule_of_real_connections() {
     let mut sockets = BTreeMap::new();
     for (name, node) in &lab.nodes {
         let socket = in_namespace(node.namespace.name(), || {
-            NflogSocket::open(NFLOG_GROUP, 128)
+            NflogSocket::open(NFLOG_GROUP, caracal_policy::DNS_SNAPLEN)
         })
         .unwrap()
         .unwrap();
@@ -276,9 +276,11 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
     let mut agents: BTreeMap<String, NodeAgent> = BTreeMap::new();
     for (name, node) in &lab.nodes {
         let netns = node.namespace.name().to_string();
-        let nflog = in_namespace(&netns, || NflogSocket::open(NFLOG_GROUP, 128))
-            .unwrap()
-            .unwrap();
+        let nflog = in_namespace(&netns, || {
+            NflogSocket::open(NFLOG_GROUP, caracal_policy::DNS_SNAPLEN)
+        })
+        .unwrap()
+        .unwrap();
         let events = in_namespace(&netns, ConntrackSocket::events)
             .unwrap()
             .unwrap();
@@ -373,7 +375,7 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
                 );
             }
             for entry in agent.events.receive().unwrap() {
-                agent.assembler.on_conntrack(&entry);
+                agent.assembler.on_conntrack(&entry, 100);
             }
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -393,7 +395,7 @@ fn flows_from_real_traffic_carry_names_services_traces_and_counters() {
                     entry.id
                 );
             }
-            agent.assembler.on_conntrack(&entry);
+            agent.assembler.on_conntrack(&entry, 100);
         }
         if std::env::var_os("CARACAL_DEBUG_TEST").is_some() {
             eprintln!("{node} stats {:?}", agent.assembler.stats());

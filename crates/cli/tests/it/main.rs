@@ -312,6 +312,39 @@ fn policy_trace_prints_both_traces_and_the_verdict_as_json() {
     );
 }
 
+/// Sends SIGTERM to processes when dropped, so a failed assertion leaves none running.
+struct StopOnDrop(Vec<u32>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Runs `caracal lab down` for a prefix when dropped, so a failed assertion leaves no lab.
+struct LabDown {
+    prefix: String,
+    state_dir: String,
+}
+
+impl Drop for LabDown {
+    fn drop(&mut self) {
+        let _ = run(&[
+            "lab",
+            "down",
+            "--prefix",
+            &self.prefix,
+            "--state",
+            &self.state_dir,
+        ]);
+    }
+}
+
 #[test]
 fn lab_up_exec_status_and_down() {
     if !can_build_labs("lab commands need root") {
@@ -323,13 +356,17 @@ fn lab_up_exec_status_and_down() {
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/lab/shop.yaml");
     let (code, stdout, stderr) =
         run(&["lab", "up", spec, "--prefix", &prefix, "--state", state_dir]);
+    let _guard = LabDown {
+        prefix: prefix.clone(),
+        state_dir: state_dir.to_string(),
+    };
     let cleanup = || run(&["lab", "down", "--prefix", &prefix, "--state", state_dir]);
     if code != 0 {
         cleanup();
         panic!("lab up failed: {stderr}");
     }
     assert!(
-        stdout.contains("(2 nodes, 12 pods, 2 externals)"),
+        stdout.contains("(2 nodes, 13 pods, 2 externals)"),
         "{stdout}"
     );
     let (code, stdout, _) = run(&[
@@ -345,10 +382,10 @@ fn lab_up_exec_status_and_down() {
     assert_eq!(code, 0);
     assert!(stdout.contains("default via 169.254.1.1"), "{stdout}");
     let (_, stdout, _) = run(&["lab", "status", "--state", state_dir]);
-    assert!(stdout.contains("namespaces present: 17 of 17"), "{stdout}");
+    assert!(stdout.contains("namespaces present: 18 of 18"), "{stdout}");
     let (code, stdout, stderr) = cleanup();
     assert_eq!(code, 0, "{stderr}");
-    assert!(stdout.contains("removed 17 namespaces"), "{stdout}");
+    assert!(stdout.contains("removed 18 namespaces"), "{stdout}");
     let listing = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
         !String::from_utf8_lossy(&listing.stdout).contains(&format!("{prefix}-")),
@@ -481,6 +518,8 @@ fn the_demo_as_root_shows_real_lab_traffic_and_cleans_up() {
         );
         denied = get_flows(&url, "dest_name ~ redis AND action = deny");
     }
+    // The lab agents run in the demo's process; their metrics are on the server's /metrics.
+    let scrape = ureq_get(&format!("{url}/metrics")).unwrap_or_default();
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-TERM", &pid]).status();
     let mut child = child;
@@ -492,6 +531,11 @@ fn the_demo_as_root_shows_real_lab_traffic_and_cleans_up() {
         "redis-from-cart"
     );
     assert!(!denied.is_empty() && denied[0]["policies"]["enforced"][0]["kind"] == "eot");
+    assert!(
+        scrape.contains("caracal_agent_flows_total{node=\"node-a\"}")
+            && scrape.contains("caracal_agent_dns_answers_total{node=\"node-b\"}"),
+        "{scrape}"
+    );
     let listing = Command::new("ip").args(["netns", "list"]).output().unwrap();
     assert!(
         !String::from_utf8_lossy(&listing.stdout).contains(&format!("{prefix}-")),
@@ -534,6 +578,10 @@ fn agents_serve_lab_nodes_and_follow_policy_changes() {
         "--state",
         state_dir.to_str().unwrap(),
     ]);
+    let _guard = LabDown {
+        prefix: prefix.clone(),
+        state_dir: state_dir.to_str().unwrap().to_string(),
+    };
     assert_eq!(code, 0, "{stderr}");
     let down = || {
         run(&[
@@ -572,10 +620,31 @@ fn agents_serve_lab_nodes_and_follow_policy_changes() {
                     &server.grpc,
                     "--flush-interval",
                     "1",
+                    "--metrics",
+                    "127.0.0.1:0",
                 ])
-                .stderr(Stdio::null())
+                .stderr(Stdio::piped())
                 .spawn()
                 .unwrap()
+        })
+        .collect();
+    let _stop_agents = StopOnDrop(agents.iter().map(Child::id).collect());
+    // Each agent says where its metrics are; keep reading so it never blocks on stderr.
+    let metrics_urls: Vec<String> = agents
+        .iter_mut()
+        .map(|agent| {
+            let (found, receive) = std::sync::mpsc::channel();
+            let stderr = BufReader::new(agent.stderr.take().unwrap());
+            std::thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    if let Some((_, rest)) = line.split_once("metrics on ") {
+                        let _ = found.send(rest.to_string());
+                    }
+                }
+            });
+            receive
+                .recv_timeout(Duration::from_secs(10))
+                .expect("agent metrics address")
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
@@ -622,6 +691,21 @@ fn agents_serve_lab_nodes_and_follow_policy_changes() {
     std::thread::sleep(Duration::from_millis(3000));
     connect("frontend", &pod("cart"), 8080);
     let blocked = wait_for("source_name ~ frontend AND dest_name ~ cart AND action = deny AND policy.name = security.block-cart");
+    let scrape = ureq_get(&metrics_urls[0]).unwrap();
+    let metric = |name: &str| -> u64 {
+        scrape
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}{{node=\"node-a\"}} ")))
+            .unwrap_or_else(|| panic!("{name} in {scrape}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(metric("caracal_agent_verdicts_total") > 0, "{scrape}");
+    assert!(
+        metric("caracal_agent_upload_acknowledged_total") > 0,
+        "{scrape}"
+    );
+    assert_eq!(metric("caracal_agent_upload_dropped_total"), 0);
     for agent in &mut agents {
         let _ = Command::new("kill")
             .args(["-TERM", &agent.id().to_string()])

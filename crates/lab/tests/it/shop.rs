@@ -35,10 +35,10 @@ fn the_shop_lab_routes_across_nodes_and_enforces_its_policies() {
     let spec = LabSpec::load(&spec_path()).unwrap();
     let prefix = Prefix::unique();
     let lab = Lab::up(&spec, &spec_path(), prefix.clone()).unwrap();
-    assert_eq!(lab.pods.len(), 12);
+    assert_eq!(lab.pods.len(), 13);
     assert_eq!(
         namespaces_with(prefix.as_str()),
-        1 + 2 + 12 + 2,
+        1 + 2 + 13 + 2,
         "fabric, nodes, pods, externals"
     );
     assert!(lab
@@ -200,6 +200,15 @@ fn the_shop_lab_routes_across_nodes_and_enforces_its_policies() {
     );
 }
 
+/// Deletes a prefix's namespaces when dropped, so a failed assertion leaves none behind.
+struct DeleteOnDrop(Prefix);
+
+impl Drop for DeleteOnDrop {
+    fn drop(&mut self) {
+        let _ = caracal_lab::delete_with_prefix(&self.0);
+    }
+}
+
 #[test]
 fn a_kept_lab_is_removed_by_down_from_its_state() {
     if !crate::can_build_labs("a_kept_lab_is_removed_by_down_from_its_state") {
@@ -208,14 +217,15 @@ fn a_kept_lab_is_removed_by_down_from_its_state() {
     let spec = LabSpec::load(&spec_path()).unwrap();
     let prefix = Prefix::unique();
     let state = Lab::up(&spec, &spec_path(), prefix.clone()).unwrap().keep();
+    let _cleanup = DeleteOnDrop(prefix.clone());
     assert_eq!(
         namespaces_with(prefix.as_str()),
-        17,
+        18,
         "kept after the value is gone"
     );
     let json = serde_json::to_string(&state).unwrap();
     let restored: caracal_lab::LabState = serde_json::from_str(&json).unwrap();
-    assert_eq!(down(&restored).unwrap(), 17);
+    assert_eq!(down(&restored).unwrap(), 18);
     assert_eq!(namespaces_with(prefix.as_str()), 0);
 }
 
@@ -236,6 +246,30 @@ fn bad_specs_say_where() {
         (
             "version: 1\nnodes: [a, b]\nworkloadz: []\n",
             "unknown field `workloadz`",
+        ),
+        (
+            "version: 1\nnodes: [a, b]\nnamespaces: [{name: n}]\nworkloads: [{name: w, namespace: n, ports: [{name: d, port: 53, appProtocol: dns}]}]\n",
+            "workloads[0].ports[0].appProtocol: `dns` on TCP is not supported",
+        ),
+        (
+            "version: 1\nnodes: [a, b]\nnamespaces: [{name: n}]\nworkloads: [{name: w, namespace: n}]\ntraffic: [{from: n/w, to: domain:x.example, port: 80, rate: 1}]\n",
+            "traffic[0].to: `domain:x.example` needs a `dns:` service",
+        ),
+        (
+            "version: 1\nnodes: [a, b]\nnamespaces: [{name: n}]\nworkloads: [{name: w, namespace: n}]\ntraffic: [{from: n/w, to: workload:n/w, port: 80, rate: 500}]\n",
+            "traffic[0].rate: 500 is outside (0, 200]",
+        ),
+        (
+            "version: 1\nnodes: [a, b]\nnamespaces: [{name: n}]\nworkloads: [{name: w, namespace: n}]\ntraffic: [{from: n/v, to: workload:n/w, port: 80, rate: 1}]\n",
+            "traffic[0].from: `n/v` is not a declared workload",
+        ),
+        (
+            "version: 1\nnodes: [a, b]\nnamespaces: [{name: n}]\nworkloads: [{name: w, namespace: n}]\ntraffic: [{from: n/w, to: workload:n/w, protocol: QUIC, port: 80, rate: 1}]\n",
+            "unknown variant `QUIC`",
+        ),
+        (
+            "version: 1\nnodes: [a, b]\ndomains: {shop.example: external:nowhere}\n",
+            "domains.shop.example: `external:nowhere` is neither",
         ),
     ] {
         let path = directory.join("spec.yaml");
