@@ -1,5 +1,6 @@
 //! Lab tests on real namespaces (root only; they skip with a message elsewhere, and fail in CI).
 
+mod kubernetes_docs;
 mod policy_vs_kernel;
 mod shop;
 
