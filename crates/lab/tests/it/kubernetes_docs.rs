@@ -91,6 +91,9 @@ spec:
           podSelector: {matchLabels: {app: stranger}}
 "#;
 
+/// Where a connection starts: a network namespace and its address.
+type Origin = (String, IpAddr);
+
 #[test]
 fn the_kubernetes_documentation_examples_behave_as_documented() {
     if !crate::can_build_labs("the_kubernetes_documentation_examples_behave_as_documented") {
@@ -120,7 +123,7 @@ fn the_kubernetes_documentation_examples_behave_as_documented() {
     };
     let partner = external("partner");
     let db = pod("db").1;
-    let cases: Vec<(&str, (String, IpAddr), IpAddr, u16, bool)> = vec![
+    let cases: Vec<(&str, Origin, IpAddr, u16, bool)> = vec![
         // The main example, ingress: the three `from` peers are ORed, the port is required.
         ("pod selector", pod("frontend"), db, 6379, true),
         ("namespace selector", pod("web"), db, 6379, true),
