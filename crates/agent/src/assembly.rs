@@ -17,6 +17,20 @@ use crate::conntrack::{ConntrackEntry, DirectionCounters, EntryEvent};
 use crate::dns::{DnsAnswer, DnsCache};
 use crate::nflog::{FiveTuple, Verdict};
 
+/// Who owns an address: the workload, network set or nothing. The lab's inventory implements
+/// it now; a Kubernetes watcher implements the same from the API server's pods, namespaces and
+/// network sets, and the agent swaps directories with [`Assembler::set_directory`].
+pub trait Directory: Send {
+    /// The endpoint at `address`.
+    fn endpoint(&self, address: IpAddr) -> Endpoint;
+}
+
+impl Directory for Inventory {
+    fn endpoint(&self, address: IpAddr) -> Endpoint {
+        Inventory::endpoint(self, address)
+    }
+}
+
 /// A Kubernetes Service address and port, for naming pre-DNAT destinations.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceAddress {
@@ -97,7 +111,7 @@ struct Denied {
 /// Joins verdicts and connections, and makes flow updates.
 pub struct Assembler {
     config: AssemblyConfig,
-    inventory: Inventory,
+    directory: Box<dyn Directory>,
     evaluator: Evaluator,
     local: Vec<IpAddr>,
     services: Vec<ServiceAddress>,
@@ -134,7 +148,7 @@ impl Assembler {
     /// An assembler for a node whose local workloads have `local` addresses.
     pub fn new(
         config: AssemblyConfig,
-        inventory: Inventory,
+        directory: impl Directory + 'static,
         evaluator: Evaluator,
         local: Vec<IpAddr>,
         services: Vec<ServiceAddress>,
@@ -143,7 +157,7 @@ impl Assembler {
         Assembler {
             dns,
             config,
-            inventory,
+            directory: Box::new(directory),
             evaluator,
             local,
             services,
@@ -160,6 +174,11 @@ impl Assembler {
     pub fn set_ruleset(&mut self, generation: u32, tags: Vec<RuleTag>) {
         self.generation = generation;
         self.tags = tags;
+    }
+
+    /// Names endpoints from `directory` from now on (workloads came or went).
+    pub fn set_directory(&mut self, directory: impl Directory + 'static) {
+        self.directory = Box::new(directory);
     }
 
     /// Evaluates pending traces with changed policies from now on.
@@ -281,7 +300,7 @@ impl Assembler {
         address: IpAddr,
         level: AggregationLevel,
     ) -> (FlowEndpoint, Labels, Endpoint) {
-        let endpoint = self.inventory.endpoint(address);
+        let endpoint = self.directory.endpoint(address);
         let folded = matches!(
             level,
             AggregationLevel::Workload | AggregationLevel::WorkloadNoPort

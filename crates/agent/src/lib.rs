@@ -15,7 +15,7 @@ pub mod nflog;
 pub mod runtime;
 pub mod upload;
 
-pub use assembly::{Assembler, AssemblyConfig, AssemblyStats, ServiceAddress};
+pub use assembly::{Assembler, AssemblyConfig, AssemblyStats, Directory, ServiceAddress};
 pub use conntrack::{ConntrackEntry, ConntrackSocket, DirectionCounters, EntryEvent};
 pub use dns::{parse_answer, DnsAnswer, DnsCache, DNS_PREFIX};
 pub use nflog::{parse_packet, parse_prefix, FiveTuple, NflogError, NflogSocket, Verdict};

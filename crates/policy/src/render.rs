@@ -279,6 +279,80 @@ impl Renderer<'_> {
             .then(|| format!("{{ {} }}", ports.into_iter().collect::<Vec<_>>().join(", ")))
     }
 
+    /// An egress rule with named destination ports: each name means the port of that name
+    /// on whichever pod the packet goes to, so it becomes a set of `address . port` pairs
+    /// from the inventory; numbered ports in the same list are one more alternative.
+    fn named_egress_lines(
+        &self,
+        rule: &Rule,
+        policy: &Policy,
+        endpoint: &Workload,
+    ) -> Result<Vec<String>, String> {
+        let (named, numbered): (Vec<PortSpec>, Vec<PortSpec>) = rule
+            .destination
+            .ports
+            .iter()
+            .cloned()
+            .partition(|spec| matches!(spec, PortSpec::Named(_)));
+        let without_ports = |ports: Vec<PortSpec>| {
+            let mut copy = rule.clone();
+            copy.destination.ports = ports;
+            copy
+        };
+        let mut lines = Vec::new();
+        if !numbered.is_empty() {
+            lines.extend(self.rule_lines(
+                &without_ports(numbered),
+                policy,
+                Direction::Egress,
+                endpoint,
+            )?);
+        }
+        let Some(protocol) = protocol_matches_ports(rule.protocol.as_deref()) else {
+            return Ok(lines);
+        };
+        let mut pairs: [BTreeSet<String>; 2] = Default::default();
+        for (address, workload) in self.inventory.workloads() {
+            for port in &workload.ports {
+                let wanted = named
+                    .iter()
+                    .any(|spec| matches!(spec, PortSpec::Named(name) if *name == port.name));
+                if wanted && port.protocol == protocol {
+                    pairs[usize::from(address.is_ipv6())]
+                        .insert(format!("{address} . {}", port.port));
+                }
+            }
+        }
+        // The same rule without ports, narrowed per family to the pairs of that family.
+        for line in self.rule_lines(
+            &without_ports(Vec::new()),
+            policy,
+            Direction::Egress,
+            endpoint,
+        )? {
+            let family = if line.contains("ip6 ") {
+                Some(1)
+            } else if line.contains("ip saddr") || line.contains("ip daddr") {
+                Some(0)
+            } else {
+                None
+            };
+            for (index, name) in ["ip", "ip6"].into_iter().enumerate() {
+                if family.is_some_and(|family| family != index) || pairs[index].is_empty() {
+                    continue;
+                }
+                let set = pairs[index].iter().cloned().collect::<Vec<_>>().join(", ");
+                let head = if line.is_empty() {
+                    String::new()
+                } else {
+                    format!("{line} ")
+                };
+                lines.push(format!("{head}{name} daddr . {protocol} dport {{ {set} }}"));
+            }
+        }
+        Ok(lines)
+    }
+
     fn rule_lines(
         &self,
         rule: &Rule,
@@ -294,16 +368,12 @@ impl Renderer<'_> {
             common.push(format!("meta l4proto != {protocol}"));
         }
         let port_protocol = protocol_matches_ports(rule.protocol.as_deref());
-        let named = rule
-            .destination
-            .ports
-            .iter()
-            .chain(&rule.destination.not_ports)
-            .any(|spec| matches!(spec, PortSpec::Named(_)));
-        if named && direction == Direction::Egress {
-            return Err(
-                "named ports in egress rules are not rendered yet; use port numbers".into(),
-            );
+        let is_named = |spec: &PortSpec| matches!(spec, PortSpec::Named(_));
+        if direction == Direction::Egress && rule.destination.not_ports.iter().any(is_named) {
+            return Err("named ports in egress notPorts are not rendered; use port numbers".into());
+        }
+        if direction == Direction::Egress && rule.destination.ports.iter().any(is_named) {
+            return self.named_egress_lines(rule, policy, endpoint);
         }
         if let Some(protocol) = port_protocol {
             let local = (direction == Direction::Ingress).then_some(endpoint);

@@ -1,7 +1,8 @@
 //! The examples of the Kubernetes NetworkPolicy documentation on real packets: the main
 //! example (ipBlock with except, namespace and pod selectors, ports, egress to a CIDR),
 //! default deny of ingress and of egress, a namespace-and-pod selector in one `from` element
-//! (AND) against two elements (OR), and a port range with `endPort`. Documentation CIDRs are
+//! (AND) against two elements (OR), a port range with `endPort`, and a named port in an
+//! egress rule. Documentation CIDRs are
 //! moved into the lab's own ranges; every case checks the kernel and the evaluator agree.
 
 use std::net::{IpAddr, SocketAddr};
@@ -21,7 +22,7 @@ namespaces:
   - {name: locked, labels: {project: locked}}
 workloads:
   - {name: db, namespace: default, labels: {role: db}, nodes: [node-b], ports: [{name: redis, port: 6379}, {name: side, port: 7000}, {name: r1, port: 32100}, {name: r2, port: 33000}]}
-  - {name: frontend, namespace: default, labels: {role: frontend}, nodes: [node-a], ports: [{name: http, port: 8080}]}
+  - {name: frontend, namespace: default, labels: {role: frontend}, nodes: [node-a], ports: [{name: http, port: 8080}, {name: admin, port: 9000}]}
   - {name: web, namespace: myproject, labels: {app: web}, nodes: [node-a], ports: [{name: http, port: 8080}]}
   - {name: stranger, namespace: other, labels: {app: stranger}, nodes: [node-a], ports: [{name: http, port: 8080}]}
   - {name: api, namespace: other, labels: {app: api}, nodes: [node-b], ports: [{name: http, port: 8080}]}
@@ -89,6 +90,16 @@ spec:
     - from:
         - namespaceSelector: {matchLabels: {project: other}}
           podSelector: {matchLabels: {app: stranger}}
+---
+# Egress by port name: the destination pod's port called `http`, whatever its number.
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: stranger-egress-by-port-name, namespace: other}
+spec:
+  podSelector: {matchLabels: {app: stranger}}
+  policyTypes: [Egress]
+  egress:
+    - ports: [{protocol: TCP, port: http}]
 "#;
 
 /// Where a connection starts: a network namespace and its address.
