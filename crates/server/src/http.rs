@@ -122,7 +122,7 @@ pub fn router(hub: Arc<Hub>, token: Option<Arc<str>>) -> Router {
 
 fn routes(hub: Arc<Hub>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route("/api/v1", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route(
@@ -136,6 +136,7 @@ fn routes(hub: Arc<Hub>) -> Router {
         .route("/api/v1/statistics", get(statistics))
         .route("/api/v1/graph", get(graph))
         .merge(crate::whisker::router())
+        .merge(crate::console::router())
         .with_state(hub)
 }
 

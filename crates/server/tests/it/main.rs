@@ -1,5 +1,6 @@
 //! Integration tests of the server over its real listeners (port 0), one binary for all.
 
+mod console;
 mod goldmane;
 mod http_api;
 mod security;
