@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Benchmark drivers. Usage: bench/run.sh ring|memory|grpc|aggregation|agent|all
+# Benchmark drivers. Usage: bench/run.sh ring|memory|grpc|aggregation|agent|console|all
 # Results go to stdout; copy them into bench/RESULTS.md with the date, commit and machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,6 +72,18 @@ agent() {
   fi
 }
 
+console() {
+  cargo build --release -q -p caracal-server --example console_load
+  local address log
+  log="$(mktemp)"
+  ./target/release/examples/console_load >"$log" 2>&1 &
+  local load=$!
+  for _ in $(seq 100); do address="$(head -1 "$log")"; [ -n "$address" ] && break; sleep 0.1; done
+  sleep 20  # let the first buckets close so the stream is flowing
+  node bench/console.mjs "$address" || true
+  kill "$load"
+}
+
 machine
 case "$what" in
   ring) ring ;;
@@ -79,6 +91,7 @@ case "$what" in
   grpc) grpc ;;
   aggregation) aggregation ;;
   agent) agent ;;
+  console) console ;;
   all) ring; memory; grpc; aggregation; agent ;;
-  *) echo "usage: bench/run.sh ring|memory|grpc|aggregation|agent|all" >&2; exit 2 ;;
+  *) echo "usage: bench/run.sh ring|memory|grpc|aggregation|agent|console|all" >&2; exit 2 ;;
 esac
