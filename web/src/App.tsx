@@ -76,6 +76,9 @@ export function App() {
     <div className="app">
       <header className="top">
         <span className="brand">Caracal</span>
+        <span data-testid="cluster" title="Cluster">
+          cluster <strong>{health.state === "ok" ? health.status.cluster : "…"}</strong>
+        </span>
         <nav aria-label="Pages">
           {(["flows", "graph", "alerts"] as const).map((page) => (
             <a

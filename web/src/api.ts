@@ -68,6 +68,7 @@ export type Graph = { nodes: GraphNode[]; edges: GraphEdge[]; truncated: boolean
 
 export type Status = {
   version: string;
+  cluster: string;
   now: number;
   started: number;
   oldest_bucket: number;

@@ -41,6 +41,7 @@ const rowCount = async (p = page) => Number((await p.getByTestId("row-count").te
 await step("rows stream in", async () => {
   await page.goto(`${base}/flows`);
   await page.getByTestId("flow-row").first().waitFor({ timeout: 30_000 });
+  assert.match(await page.getByTestId("cluster").innerText(), /cluster default/);
   const before = await rowCount();
   assert.ok(before > 0);
   await page.waitForFunction(

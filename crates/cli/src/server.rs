@@ -21,7 +21,8 @@ pub struct ServerArgs {
     /// Data directory; the hot window is saved there on shutdown [default: ./caracal-data]
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
-    /// YAML file with the same keys as the flags (http, grpc, data, hot_buckets, max_page_size)
+    /// YAML file with the same keys as the flags (http, grpc, data, hot_buckets, max_page_size,
+    /// cluster, tls_cert, tls_key, tls_client_ca, api_token_file)
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Closed 15 s buckets kept hot [default: 240, one hour]
@@ -43,6 +44,9 @@ pub struct ServerArgs {
     /// File with the bearer token the HTTP API and gRPC query services require
     #[arg(long, value_name = "FILE")]
     pub api_token_file: Option<PathBuf>,
+    /// The cluster's name, shown by the console [default: default]
+    #[arg(long, value_name = "NAME")]
+    pub cluster: Option<String>,
 }
 
 /// The wall clock, read only at the binary's edge.
@@ -82,6 +86,9 @@ pub fn load_config(args: &ServerArgs) -> anyhow::Result<ServerConfig> {
     }
     if let Some(max_page_size) = args.max_page_size {
         config.max_page_size = max_page_size;
+    }
+    if let Some(cluster) = &args.cluster {
+        config.cluster.clone_from(cluster);
     }
     for (flag, value) in [
         (&mut config.tls_cert, &args.tls_cert),

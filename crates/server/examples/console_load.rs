@@ -99,7 +99,14 @@ async fn main() -> anyhow::Result<()> {
     let now = WallClock.now();
     let start = now - now.rem_euclid(15) - 60;
     let flows: Vec<Flow> = (0..4000)
-        .map(|edge| flow(edge % 2000, (edge * 7 + 13) % 2000, start, edge % 9 != 0))
+        .map(|edge| {
+            flow(
+                edge % 2000,
+                (edge * 7 + 13) % 2000,
+                start,
+                !edge.is_multiple_of(9),
+            )
+        })
         .collect();
     for result in hub.ingest_many(&flows, None) {
         result.map_err(|reject| anyhow::anyhow!("{reject:?}"))?;
@@ -130,7 +137,7 @@ async fn main() -> anyhow::Result<()> {
             let batch: Vec<Flow> = (0..1000)
                 .map(|_| {
                     serial += 1;
-                    let mut update = flow(0, 1, start, serial % 5 != 0);
+                    let mut update = flow(0, 1, start, !serial.is_multiple_of(5));
                     update.key.source.namespace = "stream".into();
                     update.key.source.name = format!("streamer-7d9f8c6b5d-{serial:06}");
                     update

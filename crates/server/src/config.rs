@@ -40,6 +40,8 @@ pub struct ServerConfig {
     /// File holding the bearer token the HTTP API and the gRPC query services require;
     /// ingest (`FlowCollector`, `Ingest`) is authenticated by client certificates instead.
     pub api_token_file: Option<PathBuf>,
+    /// The cluster's name, shown by the console and in `/api/v1/status`.
+    pub cluster: String,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +56,7 @@ impl Default for ServerConfig {
             tls_key: None,
             tls_client_ca: None,
             api_token_file: None,
+            cluster: "default".into(),
         }
     }
 }
@@ -171,6 +174,7 @@ impl Server {
         let tls = tls_config(&config)?;
         let token = read_token(&config)?;
         let hub = Hub::new(ring, clock)?;
+        hub.set_cluster(&config.cluster);
         std::fs::create_dir_all(&config.data).map_err(|source| ServerError::Data {
             path: config.data.clone(),
             source,

@@ -164,6 +164,7 @@ async fn status(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     let stats = ring.stats();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "cluster": hub.cluster(),
         "now": hub.now(),
         "started": hub.started(),
         "oldest_bucket": ring.oldest_bucket(),

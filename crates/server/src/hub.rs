@@ -45,12 +45,23 @@ pub struct Hub {
     pub metrics: Metrics,
     started: i64,
     shutdown: tokio::sync::watch::Sender<bool>,
+    cluster: Mutex<String>,
 }
 
 /// Buckets a slow stream may fall behind before it is dropped.
 const STREAM_BACKLOG: usize = 8;
 
 impl Hub {
+    /// Names the cluster this server watches.
+    pub fn set_cluster(&self, name: &str) {
+        *self.cluster.lock() = name.to_string();
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> String {
+        self.cluster.lock().clone()
+    }
+
     /// A hub with an empty ring at the clock's now.
     pub fn new(config: RingConfig, clock: Arc<dyn Clock>) -> Result<Arc<Hub>, RingConfigError> {
         let now = clock.now();
@@ -65,6 +76,7 @@ impl Hub {
             metrics: Metrics::default(),
             started: now,
             shutdown: tokio::sync::watch::channel(false).0,
+            cluster: Mutex::new("default".into()),
         }))
     }
 
