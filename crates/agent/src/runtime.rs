@@ -6,7 +6,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use caracal_flow::time::{Clock, SystemClock};
 
 use crate::assembly::Assembler;
 use crate::conntrack::ConntrackSocket;
@@ -72,10 +74,7 @@ pub struct NodeAgent {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemClock.now()
 }
 
 impl NodeAgent {

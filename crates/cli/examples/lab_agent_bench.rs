@@ -11,21 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use caracal_flow::filter::parse;
-use caracal_flow::time::Clock;
+use caracal_flow::time::{Clock, SystemClock};
 use caracal_lab::{tcp_send, Lab, LabSpec, Prefix, TcpListeners, TrafficRunner, TrafficSpec};
 use caracal_server::ring::{ListQuery, SortOrder};
 use caracal_server::{Server, ServerConfig};
-
-struct WallClock;
-
-impl Clock for WallClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }
-}
 
 fn thread_cpu_seconds(thread: u64) -> f64 {
     let stat =
@@ -56,7 +45,7 @@ async fn main() {
         data: data.clone(),
         ..ServerConfig::default()
     };
-    let server = Server::bind(config, Arc::new(WallClock)).await.unwrap();
+    let server = Server::bind(config, Arc::new(SystemClock)).await.unwrap();
     let (grpc, hub) = (server.grpc_address(), server.hub());
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {
@@ -116,7 +105,7 @@ async fn main() {
         tokio::spawn(async move {
             let deadline = Instant::now() + Duration::from_secs(80);
             while Instant::now() < deadline && seen.lock().unwrap().len() < ports.len() {
-                let now = WallClock.now();
+                let now = SystemClock.now();
                 for port in &ports {
                     if seen.lock().unwrap().contains_key(port) {
                         continue;

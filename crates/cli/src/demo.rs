@@ -7,7 +7,9 @@ use caracal_server::Server;
 use caracal_sim::{Protocol, SimulateConfig};
 use clap::Args;
 
-use crate::server::{load_config, ServerArgs, SystemClock};
+use caracal_flow::time::SystemClock;
+
+use crate::server::{load_config, ServerArgs};
 
 /// Flags of `caracal demo`.
 #[derive(Args, Debug)]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use caracal_flow::time::Clock;
+use caracal_flow::time::SystemClock;
 use caracal_server::{Server, ServerConfig};
 use clap::Args;
 
@@ -47,18 +47,6 @@ pub struct ServerArgs {
     /// The cluster's name, shown by the console [default: default]
     #[arg(long, value_name = "NAME")]
     pub cluster: Option<String>,
-}
-
-/// The wall clock, read only at the binary's edge.
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    }
 }
 
 /// The configuration: defaults, then the file, then flags.

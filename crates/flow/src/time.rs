@@ -15,6 +15,19 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> i64;
 }
 
+/// The system's wall clock, for binaries and for tests that run against real time.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_secs() as i64)
+            .unwrap_or(0)
+    }
+}
+
 /// A clock set by hand, for tests and simulations.
 #[derive(Debug, Default)]
 pub struct ManualClock(std::sync::atomic::AtomicI64);

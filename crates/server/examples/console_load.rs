@@ -6,21 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use caracal_flow::time::Clock;
+use caracal_flow::time::{Clock, SystemClock};
 use caracal_flow::*;
 use caracal_server::{Server, ServerConfig};
 use caracal_sim::{Protocol, SimulateConfig};
-
-struct WallClock;
-
-impl Clock for WallClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
-    }
-}
 
 fn workload(index: usize) -> (String, String) {
     (
@@ -94,9 +83,9 @@ async fn main() -> anyhow::Result<()> {
         data: data.path().to_path_buf(),
         ..ServerConfig::default()
     };
-    let server = Server::bind(config, Arc::new(WallClock)).await?;
+    let server = Server::bind(config, Arc::new(SystemClock)).await?;
     let (http, grpc, hub) = (server.http_address(), server.grpc_address(), server.hub());
-    let now = WallClock.now();
+    let now = SystemClock.now();
     let start = now - now.rem_euclid(15) - 60;
     let flows: Vec<Flow> = (0..4000)
         .map(|edge| {
@@ -132,7 +121,7 @@ async fn main() -> anyhow::Result<()> {
         let mut serial = 0usize;
         loop {
             ticker.tick().await;
-            let now = WallClock.now();
+            let now = SystemClock.now();
             let start = now - now.rem_euclid(15);
             let batch: Vec<Flow> = (0..1000)
                 .map(|_| {

@@ -1,8 +1,9 @@
 //! Sends generated traffic to a server through the real gRPC ingest: Caracal's batched
 //! protocol (default) or Goldmane's `Connect`, one receipt per update, as Felix does.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use caracal_flow::time::{Clock, SystemClock};
 use caracal_proto::caracal::v1 as caracal;
 use caracal_proto::goldmane as wire;
 use thiserror::Error;
@@ -96,10 +97,7 @@ pub enum SendError {
 }
 
 fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemClock.now()
 }
 
 /// How many updates each 100 ms tick owes: the rate shaped by the daily rhythm, carrying

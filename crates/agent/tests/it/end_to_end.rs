@@ -12,23 +12,12 @@ use caracal_agent::{
     ServiceAddress, UploadConfig, Uploader,
 };
 use caracal_flow::filter::parse;
-use caracal_flow::time::Clock;
+use caracal_flow::time::{Clock, SystemClock};
 use caracal_flow::{Action, PolicyKind, Reporter, ServiceRef};
 use caracal_lab::{in_namespace, Lab, LabSpec, Prefix, TrafficRunner, NFLOG_GROUP};
 use caracal_policy::{Evaluator, Inventory};
 use caracal_server::ring::{ListQuery, SortOrder};
 use caracal_server::{Server, ServerConfig};
-
-struct WallClock;
-
-impl Clock for WallClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
@@ -42,7 +31,7 @@ async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
         data: data.path().to_path_buf(),
         ..ServerConfig::default()
     };
-    let server = Server::bind(config, Arc::new(WallClock)).await.unwrap();
+    let server = Server::bind(config, Arc::new(SystemClock)).await.unwrap();
     let (grpc, hub) = (server.grpc_address(), server.hub());
     let (stop_server, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {
@@ -137,7 +126,7 @@ async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
         "traffic ran: {connected} connected, {failed} failed"
     );
 
-    let now = WallClock.now();
+    let now = SystemClock.now();
     let query = |filter: &str| {
         let query = ListQuery {
             start: now - 600,

@@ -8,24 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caracal_agent::{UploadConfig, Uploader};
-use caracal_flow::time::Clock;
+use caracal_flow::time::{Clock, SystemClock};
 use caracal_flow::*;
 use caracal_server::hub::Hub;
 use caracal_server::{Server, ServerConfig};
 
-struct WallClock;
-
-impl Clock for WallClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }
-}
-
 fn flow(name: &str, bytes: u64) -> Flow {
-    let now = WallClock.now();
+    let now = SystemClock.now();
     Flow {
         key: FlowKey {
             source: Endpoint {
@@ -75,7 +64,7 @@ async fn start(grpc: SocketAddr, data: &Path) -> Running {
         data: data.to_path_buf(),
         ..ServerConfig::default()
     };
-    let server = Server::bind(config, Arc::new(WallClock)).await.unwrap();
+    let server = Server::bind(config, Arc::new(SystemClock)).await.unwrap();
     let (grpc, hub) = (server.grpc_address(), server.hub());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -113,7 +102,7 @@ async fn eventually(what: &str, done: impl Fn() -> bool) {
 fn bytes_held(hub: &Hub) -> u64 {
     let query = caracal_server::ring::ListQuery {
         start: 0,
-        end: WallClock.now() + 30,
+        end: SystemClock.now() + 30,
         filter: caracal_flow::filter::Expr::All,
         sort: caracal_server::ring::SortOrder::Time,
         page: 0,

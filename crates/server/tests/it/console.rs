@@ -8,21 +8,10 @@ use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caracal_flow::time::Clock;
+use caracal_flow::time::{Clock, SystemClock};
 use caracal_flow::*;
 use caracal_server::{Server, ServerConfig};
 use caracal_sim::{Protocol, SimulateConfig};
-
-struct WallClock;
-
-impl Clock for WallClock {
-    fn now(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64
-    }
-}
 
 /// A flow whose every network string is an injection attempt.
 fn hostile_flow(start: i64) -> Flow {
@@ -58,13 +47,13 @@ async fn the_console_works_in_a_real_browser() {
         data: data.path().to_path_buf(),
         ..ServerConfig::default()
     };
-    let server = Server::bind(config, Arc::new(WallClock)).await.unwrap();
+    let server = Server::bind(config, Arc::new(SystemClock)).await.unwrap();
     let (http, grpc, hub) = (server.http_address(), server.grpc_address(), server.hub());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(server.run(async {
         let _ = stopped.await;
     }));
-    let now = WallClock.now();
+    let now = SystemClock.now();
     for result in hub.ingest_many(&[hostile_flow(now - now.rem_euclid(15) - 15)], None) {
         result.unwrap();
     }
