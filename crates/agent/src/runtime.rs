@@ -26,6 +26,18 @@ pub struct NodeSockets {
     pub dumper: ConntrackSocket,
 }
 
+impl NodeSockets {
+    /// Opens the sockets in the calling thread's network namespace: NFLOG `group`, copying
+    /// as much of each packet as the ruleset logs DNS answers with, and conntrack.
+    pub fn open(group: u16) -> Result<NodeSockets, crate::NflogError> {
+        Ok(NodeSockets {
+            nflog: NflogSocket::open(group, caracal_policy::DNS_SNAPLEN)?,
+            events: ConntrackSocket::events()?,
+            dumper: ConntrackSocket::dumper()?,
+        })
+    }
+}
+
 /// Counts of one node's loop.
 #[derive(Debug, Default)]
 pub struct NodeStats {

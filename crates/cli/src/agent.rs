@@ -7,10 +7,7 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use caracal_agent::{
-    Assembler, AssemblyConfig, ConntrackSocket, NflogSocket, NodeAgent, NodeSockets, UploadConfig,
-    Uploader,
-};
+use caracal_agent::{Assembler, AssemblyConfig, NodeAgent, NodeSockets, UploadConfig, Uploader};
 use caracal_lab::{in_namespace, LabState};
 use caracal_policy::{render, Evaluator, Inventory, LocalEndpoint, Manifests, Ruleset};
 use clap::Args;
@@ -160,17 +157,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let ruleset = render_node(&state, &manifests, &args.node, generation, args.nflog_group)?;
     apply(&netns, &ruleset)?;
     let group = args.nflog_group;
-    let sockets = in_namespace(
-        &netns,
-        move || -> Result<NodeSockets, caracal_agent::NflogError> {
-            Ok(NodeSockets {
-                nflog: NflogSocket::open(group, caracal_policy::DNS_SNAPLEN)?,
-                events: ConntrackSocket::events()?,
-                dumper: ConntrackSocket::dumper()?,
-            })
-        },
-    )?
-    .context("opening the node's kernel sockets")?;
+    let sockets = in_namespace(&netns, move || NodeSockets::open(group))?
+        .context("opening the node's kernel sockets")?;
     let services = caracal::lab_agents::service_addresses(&state.services);
     let local = state
         .pods

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use caracal_agent::{
-    Assembler, AssemblyConfig, ConntrackSocket, NflogSocket, NodeAgent, NodeSockets,
-    ServiceAddress, UploadConfig, Uploader,
+    Assembler, AssemblyConfig, NodeAgent, NodeSockets, ServiceAddress, UploadConfig, Uploader,
 };
 use caracal_flow::ServiceRef;
 use caracal_lab::{in_namespace, Lab, NFLOG_GROUP};
@@ -77,16 +76,9 @@ pub fn start(lab: &Lab, server: &str, flush_interval: i64) -> anyhow::Result<Lab
     let mut agents = Vec::new();
     let mut uploaders = Vec::new();
     for (name, node) in &lab.nodes {
-        let sockets = in_namespace(
-            node.namespace.name(),
-            || -> Result<NodeSockets, caracal_agent::NflogError> {
-                Ok(NodeSockets {
-                    nflog: NflogSocket::open(NFLOG_GROUP, caracal_policy::DNS_SNAPLEN)?,
-                    events: ConntrackSocket::events()?,
-                    dumper: ConntrackSocket::dumper()?,
-                })
-            },
-        )?
+        let sockets = in_namespace(node.namespace.name(), move || {
+            NodeSockets::open(NFLOG_GROUP)
+        })?
         .with_context(|| format!("opening the kernel sockets of node {name}"))?;
         let local = lab
             .pods

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caracal_agent::{
-    Assembler, AssemblyConfig, ConntrackSocket, NflogSocket, NodeAgent, NodeSockets,
-    ServiceAddress, UploadConfig, Uploader,
+    Assembler, AssemblyConfig, NodeAgent, NodeSockets, ServiceAddress, UploadConfig, Uploader,
 };
 use caracal_flow::filter::parse;
 use caracal_flow::time::{Clock, SystemClock};
@@ -68,18 +67,9 @@ async fn lab_traffic_reaches_the_api_as_correct_flow_logs() {
     let mut uploaders = Vec::new();
     for (name, node) in &lab.nodes {
         let netns = node.namespace.name().to_string();
-        let sockets = in_namespace(
-            &netns,
-            || -> Result<NodeSockets, caracal_agent::NflogError> {
-                Ok(NodeSockets {
-                    nflog: NflogSocket::open(NFLOG_GROUP, caracal_policy::DNS_SNAPLEN)?,
-                    events: ConntrackSocket::events()?,
-                    dumper: ConntrackSocket::dumper()?,
-                })
-            },
-        )
-        .unwrap()
-        .unwrap();
+        let sockets = in_namespace(&netns, move || NodeSockets::open(NFLOG_GROUP))
+            .unwrap()
+            .unwrap();
         let local = lab
             .pods
             .iter()
