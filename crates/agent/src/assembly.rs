@@ -3,6 +3,7 @@
 //! flow updates, one per reporting side that is a local workload, folded at the configured
 //! aggregation level. No sockets and no clock here: the agent's edge feeds it.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
@@ -124,6 +125,15 @@ pub struct Assembler {
     stats: AssemblyStats,
 }
 
+/// The names the source of `original` resolved to its destination, before or after DNAT.
+fn domains_of(dns: &DnsCache, original: &FiveTuple, forwarded: &FiveTuple, now: i64) -> DomainSet {
+    let mut names = dns.names(original.source, original.destination, now);
+    if forwarded.destination != original.destination {
+        names.extend(dns.names(original.source, forwarded.destination, now));
+    }
+    DomainSet::from_members(names)
+}
+
 /// The tuple of the packets the forward hook sees: original source, post-DNAT destination.
 fn forwarded(original: &FiveTuple, reply: &FiveTuple) -> FiveTuple {
     FiveTuple {
@@ -210,15 +220,6 @@ impl Assembler {
         self.dns.learn(answer, now);
     }
 
-    /// The names the source of `original` resolved to its destination, before or after DNAT.
-    fn domains_of(&self, original: &FiveTuple, forwarded: &FiveTuple, now: i64) -> DomainSet {
-        let mut names = self.dns.names(original.source, original.destination, now);
-        if forwarded.destination != original.destination {
-            names.extend(self.dns.names(original.source, forwarded.destination, now));
-        }
-        DomainSet::from_members(names)
-    }
-
     /// A verdict logged at `now`.
     pub fn on_verdict(&mut self, verdict: &Verdict, now: i64) {
         let tag = (verdict.generation == self.generation)
@@ -235,10 +236,10 @@ impl Assembler {
                 .remove(&verdict.packet)
                 .map(|pending| pending.hits)
                 .unwrap_or_default();
-            let domains = self.domains_of(&verdict.packet, &verdict.packet, now);
+            let dns = &self.dns;
             let denied = self.denied.entry(verdict.packet).or_insert_with(|| Denied {
                 hits: pending,
-                domains,
+                domains: domains_of(dns, &verdict.packet, &verdict.packet, now),
                 packets: 0,
             });
             if denied.packets == 0 {
@@ -260,39 +261,31 @@ impl Assembler {
     /// A conntrack event or dump entry seen at `now`.
     pub fn on_conntrack(&mut self, entry: &ConntrackEntry, now: i64) {
         let tuple = forwarded(&entry.original, &entry.reply);
-        if !self.connections.contains_key(&entry.id) {
-            let domains = self.domains_of(&entry.original, &tuple, now);
-            self.track(entry, tuple, domains);
-        }
-        let tracked = self
-            .connections
-            .get_mut(&entry.id)
-            .expect("tracked just above");
+        let tracked = match self.connections.entry(entry.id) {
+            Entry::Occupied(tracked) => tracked.into_mut(),
+            Entry::Vacant(slot) => {
+                let hits = self.verdicts.remove(&tuple).map(|pending| pending.hits);
+                if hits.is_none() {
+                    self.stats.adopted_connections += u64::from(entry.event == EntryEvent::Dump);
+                }
+                slot.insert(Tracked {
+                    original: entry.original,
+                    reply: entry.reply,
+                    hits: hits.unwrap_or_default(),
+                    domains: domains_of(&self.dns, &entry.original, &tuple, now),
+                    reported: Default::default(),
+                    current: Default::default(),
+                    started: entry.event != EntryEvent::Dump,
+                    ended: false,
+                })
+            }
+        };
         if entry.original_counters.bytes >= tracked.current.0.bytes {
             tracked.current = (entry.original_counters, entry.reply_counters);
         }
         if entry.event == EntryEvent::Destroy {
             tracked.ended = true;
         }
-    }
-
-    fn track(&mut self, entry: &ConntrackEntry, tuple: FiveTuple, domains: DomainSet) {
-        self.connections.entry(entry.id).or_insert_with(|| {
-            let hits = self.verdicts.remove(&tuple).map(|pending| pending.hits);
-            if hits.is_none() {
-                self.stats.adopted_connections += u64::from(entry.event == EntryEvent::Dump);
-            }
-            Tracked {
-                original: entry.original,
-                reply: entry.reply,
-                hits: hits.unwrap_or_default(),
-                domains,
-                reported: Default::default(),
-                current: Default::default(),
-                started: entry.event != EntryEvent::Dump,
-                ended: false,
-            }
-        });
     }
 
     fn endpoint(

@@ -182,22 +182,6 @@ impl DnsCache {
     }
 }
 
-/// Test and lab helper: an IPv4/UDP packet from `server:53` to `client:port` carrying `dns`.
-pub fn udp_packet(server: Ipv4Addr, client: Ipv4Addr, port: u16, dns: &[u8]) -> Vec<u8> {
-    let total = 20 + 8 + dns.len();
-    let mut packet = vec![0x45, 0];
-    packet.extend_from_slice(&(total as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
-    packet.extend_from_slice(&server.octets());
-    packet.extend_from_slice(&client.octets());
-    packet.extend_from_slice(&53u16.to_be_bytes());
-    packet.extend_from_slice(&port.to_be_bytes());
-    packet.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
-    packet.extend_from_slice(&[0, 0]);
-    packet.extend_from_slice(dns);
-    packet
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -219,6 +203,22 @@ mod tests {
             ttl,
             RData::A(A::from(Ipv4Addr::from(address))),
         )
+    }
+
+    /// An IPv4/UDP packet from `server:53` to `client:port` carrying `dns`.
+    fn udp_packet(server: Ipv4Addr, client: Ipv4Addr, port: u16, dns: &[u8]) -> Vec<u8> {
+        let total = 20 + 8 + dns.len();
+        let mut packet = vec![0x45, 0];
+        packet.extend_from_slice(&(total as u16).to_be_bytes());
+        packet.extend_from_slice(&[0, 0, 0x40, 0, 64, 17, 0, 0]);
+        packet.extend_from_slice(&server.octets());
+        packet.extend_from_slice(&client.octets());
+        packet.extend_from_slice(&53u16.to_be_bytes());
+        packet.extend_from_slice(&port.to_be_bytes());
+        packet.extend_from_slice(&((8 + dns.len()) as u16).to_be_bytes());
+        packet.extend_from_slice(&[0, 0]);
+        packet.extend_from_slice(dns);
+        packet
     }
 
     const CLIENT: Ipv4Addr = Ipv4Addr::new(10, 244, 0, 5);
