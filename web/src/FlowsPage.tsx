@@ -142,7 +142,7 @@ export function FlowsPage({
   const filter = filterOf(view);
   const live = view.range === "live";
   // The range's bounds are fixed when the view changes, not on every clock tick.
-  const bounds = useMemo(() => rangeBounds(view.range, now), [view.range, filter]); // eslint-disable-line react-hooks/exhaustive-deps
+  const bounds = useMemo(() => rangeBounds(view.range, now), [view.range, filter]);
 
   pausedRef.current = paused;
 
@@ -226,7 +226,8 @@ export function FlowsPage({
       out.push(row);
     }
     return out;
-  }, [version, view.fold]); // eslint-disable-line react-hooks/exhaustive-deps
+    // `version` changes whenever `rows` (a ref) does.
+  }, [version, view.fold]);
 
   const selected = view.selected === undefined ? undefined : rows.current.find((f) => f.id === view.selected);
   const first = Math.max(0, Math.floor((scrollTop - HEAD_HEIGHT) / ROW_HEIGHT) - 10);

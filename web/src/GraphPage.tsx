@@ -8,13 +8,9 @@ import { ApiError, type Flow, type Graph, graph as fetchGraph, listFlows } from 
 import { FilterBar } from "./FilterBar";
 import { bytes, clock, count, endpoint } from "./format";
 import { placeGroups } from "./layout";
-import { type View, filterOf, rangeBounds } from "./view";
+import { type View, filterOf, quote, rangeBounds } from "./view";
 
 type Selection = { kind: "node"; id: string; label: string; filter: string } | { kind: "edge"; label: string; filter: string; policies: string[]; ports: string[] };
-
-function quote(value: string): string {
-  return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
-}
 
 /** The filter-language expression selecting one side of flows for a graph node id. */
 function sideFilter(id: string, side: "source" | "dest"): string {
@@ -150,7 +146,8 @@ export function GraphPage({ view, setView, now }: { view: View; setView: (update
   const [renderMs, setRenderMs] = useState<number>();
   const filter = filterOf(view);
   const live = view.range === "live";
-  const bounds = useMemo(() => rangeBounds(view.range, now), [view.range, filter]); // eslint-disable-line react-hooks/exhaustive-deps
+  // The range's bounds are fixed when the view changes, not on every clock tick.
+  const bounds = useMemo(() => rangeBounds(view.range, now), [view.range, filter]);
   const dark = document.documentElement.dataset.theme === "dark";
 
   useEffect(() => {
@@ -381,7 +378,8 @@ function SidePanel({
       .then((page) => setFlows(page.items))
       .catch((caught) => !abort.signal.aborted && setError((caught as Error).message));
     return () => abort.abort();
-  }, [combined]); // eslint-disable-line react-hooks/exhaustive-deps
+    // Fetched again when the selection or filter changes; a live range moves on by itself.
+  }, [combined]);
   const policies = useMemo(() => {
     const seen = new Set<string>(selection.kind === "edge" ? selection.policies : []);
     for (const flow of flows ?? []) for (const hit of flow.policies.enforced) seen.add(`${hit.tier || "default"} · ${hit.kind === "eot" ? "end of tier" : endpoint(hit.namespace, hit.name)} · ${hit.action}`);

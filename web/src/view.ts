@@ -75,7 +75,8 @@ export type View = {
 
 const COLUMNS_KEY = "caracal.columns";
 
-function quote(value: string): string {
+/** A value as a filter-language string literal. */
+export function quote(value: string): string {
   return `"${value.replace(/\\/g, "\\\\").replace(/"/g, '\\"')}"`;
 }
 

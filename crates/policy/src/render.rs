@@ -125,6 +125,13 @@ fn protocol_matches_ports(protocol: Option<&str>) -> Option<&'static str> {
     }
 }
 
+/// One alternative of a rule's match: its nftables expression, and the address family it is
+/// bound to (0 = `ip`, 1 = `ip6`), or none when it names no address.
+struct MatchLine {
+    family: Option<usize>,
+    text: String,
+}
+
 impl Renderer<'_> {
     fn tag(&mut self, direction: Direction, endpoint: &Workload, hit: PolicyHit) -> String {
         let id = self.tags.len() as u32;
@@ -287,7 +294,7 @@ impl Renderer<'_> {
         rule: &Rule,
         policy: &Policy,
         endpoint: &Workload,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<MatchLine>, String> {
         let (named, numbered): (Vec<PortSpec>, Vec<PortSpec>) = rule
             .destination
             .ports
@@ -330,24 +337,20 @@ impl Renderer<'_> {
             Direction::Egress,
             endpoint,
         )? {
-            let family = if line.contains("ip6 ") {
-                Some(1)
-            } else if line.contains("ip saddr") || line.contains("ip daddr") {
-                Some(0)
-            } else {
-                None
-            };
             for (index, name) in ["ip", "ip6"].into_iter().enumerate() {
-                if family.is_some_and(|family| family != index) || pairs[index].is_empty() {
+                if line.family.is_some_and(|family| family != index) || pairs[index].is_empty() {
                     continue;
                 }
                 let set = pairs[index].iter().cloned().collect::<Vec<_>>().join(", ");
-                let head = if line.is_empty() {
+                let head = if line.text.is_empty() {
                     String::new()
                 } else {
-                    format!("{line} ")
+                    format!("{} ", line.text)
                 };
-                lines.push(format!("{head}{name} daddr . {protocol} dport {{ {set} }}"));
+                lines.push(MatchLine {
+                    family: Some(index),
+                    text: format!("{head}{name} daddr . {protocol} dport {{ {set} }}"),
+                });
             }
         }
         Ok(lines)
@@ -359,7 +362,7 @@ impl Renderer<'_> {
         policy: &Policy,
         direction: Direction,
         endpoint: &Workload,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<MatchLine>, String> {
         let mut common = Vec::new();
         if let Some(protocol) = &rule.protocol {
             common.push(format!("meta l4proto {protocol}"));
@@ -412,7 +415,10 @@ impl Renderer<'_> {
         let unqualified_destination =
             destinations[1].is_none() && destinations[0].as_ref().is_some_and(Vec::is_empty);
         if unqualified_source && unqualified_destination {
-            lines.push(common.join(" "));
+            lines.push(MatchLine {
+                family: None,
+                text: common.join(" "),
+            });
             return Ok(lines);
         }
         for family_index in 0..2 {
@@ -435,7 +441,10 @@ impl Renderer<'_> {
                 }
                 parts.extend(source);
                 parts.extend(destination);
-                lines.push(parts.join(" "));
+                lines.push(MatchLine {
+                    family: Some(family_index),
+                    text: parts.join(" "),
+                });
             }
         }
         Ok(lines)
@@ -504,8 +513,8 @@ impl Renderer<'_> {
                     HitAction::Pass => "return".to_string(),
                 };
                 for line in lines {
-                    let separator = if line.is_empty() { "" } else { " " };
-                    let _ = writeln!(body, "\t\t{line}{separator}{log} {verdict}");
+                    let separator = if line.text.is_empty() { "" } else { " " };
+                    let _ = writeln!(body, "\t\t{}{separator}{log} {verdict}", line.text);
                 }
             }
         }
